@@ -1,0 +1,79 @@
+#include "plua/lua/errors.hpp"
+
+#include <cmath>
+
+#include "plua/lua/interrupt.hpp"
+
+namespace plua::lua {
+namespace {
+
+constexpr const char* kErrorMeta = "plua.Error";
+
+int error_tostring(lua_State* L) {
+  lua_getfield(L, 1, "kind");
+  lua_getfield(L, 1, "message");
+  const char* kind = lua_tostring(L, -2);
+  const char* message = lua_tostring(L, -1);
+  if (!message) message = "";
+  if (kind && *kind)
+    lua_pushfstring(L, "%s: %s", kind, message);
+  else
+    lua_pushstring(L, message);
+  return 1;
+}
+
+}  // namespace
+
+void push_error_object(lua_State* L, std::string_view kind, std::string_view message) {
+  lua_createtable(L, 0, 4);
+  lua_pushlstring(L, kind.data(), kind.size());
+  lua_setfield(L, -2, "kind");
+  lua_pushlstring(L, message.data(), message.size());
+  lua_setfield(L, -2, "message");
+  if (luaL_newmetatable(L, kErrorMeta)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_setmetatable(L, -2);
+}
+
+void raise_error(lua_State* L, std::string_view kind, std::string_view message) {
+  push_error_object(L, kind, message);
+  lua_error(L);
+  throw;  // unreachable
+}
+
+bool is_error_kind(lua_State* L, int idx, std::string_view kind) {
+  if (!lua_istable(L, idx)) return false;
+  lua_getfield(L, idx, "kind");
+  size_t len = 0;
+  const char* s = lua_tolstring(L, -1, &len);
+  bool same = s && std::string_view(s, len) == kind;
+  lua_pop(L, 1);
+  return same;
+}
+
+void raise_interrupted(lua_State* L) {
+  clear_interrupt(L);
+  raise_error(L, kKeyboardInterrupt, "interrupted!");
+}
+
+std::optional<double> check_timeout(lua_State* L, int idx) {
+  if (lua_isnoneornil(L, idx)) return std::nullopt;
+  lua_Number seconds = luaL_checknumber(L, idx);
+  if (std::isnan(seconds) || seconds < 0)
+    luaL_argerror(L, idx, "timeout must be a non-negative number");
+  return seconds;
+}
+
+core::Deadline check_deadline(lua_State* L, int idx) {
+  return core::Deadline::from_timeout(check_timeout(L, idx));
+}
+
+bool opt_boolean(lua_State* L, int idx, bool fallback) {
+  if (lua_isnoneornil(L, idx)) return fallback;
+  luaL_checktype(L, idx, LUA_TBOOLEAN);
+  return lua_toboolean(L, idx);
+}
+
+}  // namespace plua::lua
