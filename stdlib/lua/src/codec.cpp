@@ -1,0 +1,1028 @@
+#include "plua/lua/codec.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include "plua/core/codec_format.hpp"
+#include "plua/lua/modules.hpp"
+
+namespace plua::lua {
+
+namespace fmt = plua::core::codec;
+static_assert(kMaxDepth == fmt::kMaxDepth, "one depth limit on both sides");
+
+// ---------------------------------------------------------------------------
+// Class registry (process-global).
+
+namespace {
+
+struct ClassRegistry {
+  std::mutex mu;
+  std::deque<SendableClass> classes;  // deque: pointers handed out stay valid
+};
+
+ClassRegistry& class_registry() {
+  static ClassRegistry* r = new ClassRegistry;  // never destroyed: used until exit by any thread
+  return *r;
+}
+
+}  // namespace
+
+void register_sendable_class(const SendableClass& cls) {
+  ClassRegistry& r = class_registry();
+  std::lock_guard g(r.mu);
+  for (const SendableClass& c : r.classes)
+    if (std::strcmp(c.tname, cls.tname) == 0) return;
+  r.classes.push_back(cls);
+}
+
+const SendableClass* find_sendable_class(std::string_view tname) {
+  ClassRegistry& r = class_registry();
+  std::lock_guard g(r.mu);
+  for (const SendableClass& c : r.classes)
+    if (tname == c.tname) return &c;
+  return nullptr;
+}
+
+namespace detail {
+
+void* parse_shared_ref(std::string_view ref, bool* other_process) noexcept {
+  *other_process = false;
+  if (ref.size() != kSharedRefSize) return nullptr;
+  std::int32_t pid;
+  void* p;
+  std::memcpy(&pid, ref.data(), sizeof pid);
+  std::memcpy(&p, ref.data() + sizeof pid, sizeof p);
+  if (pid != static_cast<std::int32_t>(::getpid())) {
+    *other_process = true;
+    return nullptr;
+  }
+  return p;
+}
+
+void raise_bad_shared_ref(lua_State* L, const char* tname, bool other_process) {
+  if (other_process) luaL_error(L, "a %s cannot cross to another process", tname);
+  luaL_error(L, "codec: malformed message (bad %s reference)", tname);
+  throw;  // unreachable
+}
+
+}  // namespace detail
+
+void discard(std::string_view message) noexcept {
+  try {
+    fmt::visit_objects(
+        message,
+        [](void*, std::string_view, std::string_view tname, std::string_view ref) {
+          const SendableClass* cls = find_sendable_class(tname);
+          if (cls && cls->drop_ref) cls->drop_ref(ref);
+        },
+        nullptr);
+  } catch (const std::exception&) {
+    // Malformed: what could be released before the fault has been.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Names of module tables and module C functions, cached per state.
+
+namespace {
+
+// Registry keys (their addresses are unique).
+char kNamesKey;       // the cache: module table -> name, C function -> "module\0field"
+char kLoadedMetaKey;  // our metatable on package.loaded, which drops the cache on a new module
+
+// package.loaded's __newindex: a new module was stored, so the cache is stale.
+int loaded_newindex(lua_State* L) {
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kNamesKey);
+  return 0;
+}
+
+// Records the C functions that are fields of module table at -1 under `name`.
+void index_module_functions(lua_State* L, int cache, const char* name, bool is_globals) {
+  int t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+      // Prefer a real module over _G, whose fields the script may have added to.
+      lua_pushvalue(L, -1);
+      bool known = lua_rawget(L, cache) != LUA_TNIL;
+      lua_pop(L, 1);
+      if (!known || !is_globals) {
+        lua_pushvalue(L, -1);
+        lua_pushfstring(L, "%s%c%s", name, 0, lua_tostring(L, -3));
+        lua_rawset(L, cache);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+// Pushes a fresh names cache built from package.loaded.
+void build_names(lua_State* L) {
+  lua_newtable(L);
+  int cache = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int loaded = lua_gettop(L);
+  // Modules other than _G first, so that print is found as _G's only if no module has it.
+  for (int pass = 0; pass < 2; ++pass) {
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        const char* name = lua_tostring(L, -2);
+        bool is_globals = std::strcmp(name, "_G") == 0;
+        if (is_globals == (pass == 1)) {
+          if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, cache) == LUA_TNIL) {
+              lua_pushvalue(L, -2);
+              lua_pushstring(L, name);
+              lua_rawset(L, cache);
+            }
+            lua_pop(L, 1);
+            index_module_functions(L, cache, name, is_globals);
+          } else if (lua_iscfunction(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_pushfstring(L, "%s%c", name, 0);
+            lua_rawset(L, cache);
+          }
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+// Pushes the names cache of L, building (and keeping) it if needed.
+void push_names(lua_State* L) {
+  luaL_checkstack(L, 8, "codec");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kNamesKey) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  build_names(L);
+  // Keep it only if we will hear of new modules: our __newindex on package.loaded.
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  bool ours = false;
+  if (!lua_getmetatable(L, -1)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, loaded_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kLoadedMetaKey);
+    lua_setmetatable(L, -2);
+    ours = true;
+  } else {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kLoadedMetaKey);
+    ours = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  if (ours) {
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kNamesKey);
+  }
+}
+
+// Pushes package.loaded[name], requiring it if it is not loaded yet.
+void push_module(lua_State* L, std::string_view name) {
+  luaL_checkstack(L, 4, "codec");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, name.data(), name.size());
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 2);
+  lua_getglobal(L, "require");
+  if (!lua_isfunction(L, -1)) luaL_error(L, "codec: cannot load module '%s' (no require)", std::string(name).c_str());
+  lua_pushlstring(L, name.data(), name.size());
+  lua_call(L, 1, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Encoding.
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+// How a key shows in a path: .name for identifiers, [repr] otherwise.
+std::string key_segment(lua_State* L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, idx, &len);
+      std::string_view key(s, len);
+      if (is_identifier(key)) return "." + std::string(key);
+      std::string out = "[\"";
+      size_t shown = 0;
+      for (unsigned char c : key) {
+        if (++shown > 40) {
+          out += "...";
+          break;
+        }
+        if (c == '"' || c == '\\') {
+          out += '\\';
+          out += static_cast<char>(c);
+        } else if (c < 32 || c >= 127) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\%u", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      return out + "\"]";
+    }
+    case LUA_TNUMBER: {
+      char buf[64];
+      if (lua_isinteger(L, idx))
+        std::snprintf(buf, sizeof buf, "[%lld]", static_cast<long long>(lua_tointeger(L, idx)));
+      else
+        std::snprintf(buf, sizeof buf, "[%.14g]", static_cast<double>(lua_tonumber(L, idx)));
+      return buf;
+    }
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) ? "[true]" : "[false]";
+    default:
+      return std::string("[<") + luaL_typename(L, idx) + ">]";
+  }
+}
+
+std::string index_segment(lua_Integer i) { return "[" + std::to_string(i) + "]"; }
+
+int write_dump(lua_State*, const void* p, size_t size, void* ud) {
+  static_cast<std::string*>(ud)->append(static_cast<const char*>(p), size);
+  return 0;
+}
+
+// Maps object pointers to message ids: a plain vector while small (the usual
+// message), a hash map once it grows.
+class SeenObjects {
+ public:
+  // The id of p, or -1.
+  long find(const void* p) const {
+    if (!index_.empty()) {
+      auto it = index_.find(p);
+      return it == index_.end() ? -1 : static_cast<long>(it->second);
+    }
+    for (size_t i = 0; i < objects_.size(); ++i)
+      if (objects_[i] == p) return static_cast<long>(i);
+    return -1;
+  }
+  std::uint32_t add(const void* p) {
+    auto id = static_cast<std::uint32_t>(objects_.size());
+    objects_.push_back(p);
+    if (!index_.empty()) {
+      index_.emplace(p, id);
+    } else if (objects_.size() > kLinearLimit) {
+      for (size_t i = 0; i < objects_.size(); ++i) index_.emplace(objects_[i], static_cast<std::uint32_t>(i));
+    }
+    return id;
+  }
+  size_t size() const { return objects_.size(); }
+  // Forgets the objects numbered `mark` and above.
+  void truncate(size_t mark) {
+    while (objects_.size() > mark) {
+      if (!index_.empty()) index_.erase(objects_.back());
+      objects_.pop_back();
+    }
+  }
+
+ private:
+  static constexpr size_t kLinearLimit = 16;
+  std::vector<const void*> objects_;
+  std::unordered_map<const void*, std::uint32_t> index_;
+};
+
+struct UpvalueHome {
+  std::uint32_t closure;
+  std::uint8_t index;
+};
+
+class Encoder {
+ public:
+  Encoder(lua_State* L, std::string& out) : L_(L), w_(out) {}
+  Encoder(const Encoder&) = delete;
+  Encoder& operator=(const Encoder&) = delete;
+
+  // Removes what the encoder kept on the stack (left there if a Lua error ends it).
+  void finish() {
+    if (names_) lua_remove(L_, names_);
+    names_ = 0;
+  }
+
+  void header(size_t count) {
+    w_.u8(fmt::kMagic);
+    w_.u8(0);
+    w_.varint(count);
+  }
+
+  // Writes the value at idx (absolute); false when it cannot travel, with
+  // the reason in refused() and the path below this value in path_below().
+  bool write(int idx, int depth) {
+    switch (lua_type(L_, idx)) {
+      case LUA_TNIL:
+        w_.u8(fmt::kNil);
+        return true;
+      case LUA_TBOOLEAN:
+        w_.u8(lua_toboolean(L_, idx) ? fmt::kTrue : fmt::kFalse);
+        return true;
+      case LUA_TNUMBER:
+        if (lua_isinteger(L_, idx)) {
+          w_.u8(fmt::kInt);
+          w_.i64(lua_tointeger(L_, idx));
+        } else {
+          w_.u8(fmt::kFloat);
+          w_.f64(lua_tonumber(L_, idx));
+        }
+        return true;
+      case LUA_TSTRING: {
+        size_t len = 0;
+        const char* s = lua_tolstring(L_, idx, &len);
+        w_.u8(fmt::kString);
+        w_.str(std::string_view(s, len));
+        return true;
+      }
+      case LUA_TTABLE:
+        return write_table(idx, depth);
+      case LUA_TFUNCTION:
+        return lua_iscfunction(L_, idx) ? write_cfunction(idx) : write_function(idx, depth);
+      case LUA_TUSERDATA:
+        return write_userdata(idx);
+      case LUA_TLIGHTUSERDATA:
+        return refuse("light userdata");
+      case LUA_TTHREAD:
+        return refuse("thread (coroutine)");
+      default:
+        return refuse(luaL_typename(L_, idx));
+    }
+  }
+
+  bool too_deep() const { return too_deep_; }
+  const std::string& refused() const { return refused_; }
+  // The path from the failed value's root to it, e.g. ".co[2]".
+  std::string path_below() const {
+    std::string out;
+    size_t n = segments_.size();
+    for (size_t i = 0; i < n; ++i) {
+      // Very deep paths show their two ends.
+      if (n > 24 && i == 12) {
+        out += "...";
+        i = n - 12;
+      }
+      out += segments_[n - 1 - i];
+    }
+    return out;
+  }
+  void add_segment(std::string s) { segments_.push_back(std::move(s)); }
+
+  // Undo marks, for leaving out one global of a snapshot.
+  struct Mark {
+    size_t bytes, objects;
+  };
+  Mark mark() const { return {w_.out().size(), seen_.size()}; }
+  void rollback(const Mark& m) {
+    fmt::Reader r(std::string_view(w_.out()).substr(m.bytes));
+    try {
+      fmt::visit_value_objects(r, release_object, nullptr);
+    } catch (const fmt::FormatError&) {
+      // A partial value ends early; its earlier objects have been released.
+    }
+    w_.out().resize(m.bytes);
+    seen_.truncate(m.objects);
+    for (auto it = upvalues_.begin(); it != upvalues_.end();)
+      it = it->second.closure >= m.objects ? upvalues_.erase(it) : std::next(it);
+    refused_.clear();
+    segments_.clear();
+    too_deep_ = false;
+  }
+  void set_refs_flag() { w_.out()[1] = static_cast<char>(w_.out()[1] | fmt::kFlagRefs); }
+
+  // The names cache's stack index (pushed on first use).
+  int names() {
+    if (!names_) {
+      push_names(L_);
+      names_ = lua_gettop(L_);
+    }
+    return names_;
+  }
+  const void* globals() {
+    if (!globals_) {
+      lua_rawgeti(L_, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+      globals_ = lua_topointer(L_, -1);
+      lua_pop(L_, 1);
+    }
+    return globals_;
+  }
+  // If the value at idx is listed in the names cache, pushes its entry.
+  bool push_name(int idx) {
+    int cache = names();
+    lua_pushvalue(L_, idx);
+    if (lua_rawget(L_, cache) == LUA_TSTRING) return true;
+    lua_pop(L_, 1);
+    return false;
+  }
+
+ private:
+  static void release_object(void*, std::string_view, std::string_view tname, std::string_view ref) {
+    const SendableClass* cls = find_sendable_class(tname);
+    if (cls && cls->drop_ref) cls->drop_ref(ref);
+  }
+
+  bool refuse(std::string what) {
+    refused_ = std::move(what);
+    return false;
+  }
+
+  bool write_ref_if_seen(const void* p) {
+    long id = seen_.find(p);
+    if (id < 0) return false;
+    w_.u8(fmt::kRef);
+    w_.varint(static_cast<std::uint64_t>(id));
+    set_refs_flag();
+    return true;
+  }
+
+  bool enter(int depth) {
+    if (depth <= fmt::kMaxDepth) return true;
+    too_deep_ = true;
+    return false;
+  }
+
+  bool write_table(int idx, int depth) {
+    const void* p = lua_topointer(L_, idx);
+    if (write_ref_if_seen(p)) return true;
+    if (p == globals()) {
+      w_.u8(fmt::kGlobals);
+      return true;
+    }
+    if (push_name(idx)) {
+      // A module table: check that it still is one (the cache may be stale).
+      size_t len = 0;
+      const char* name = lua_tolstring(L_, -1, &len);
+      luaL_getsubtable(L_, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+      lua_pushvalue(L_, -2);
+      lua_rawget(L_, -2);
+      bool still = lua_rawequal(L_, -1, idx);
+      lua_pop(L_, 2);
+      if (still) {
+        w_.u8(fmt::kModule);
+        w_.str(std::string_view(name, len));
+        lua_pop(L_, 1);
+        return true;
+      }
+      lua_pop(L_, 1);
+    }
+    if (!enter(depth)) return false;
+    luaL_checkstack(L_, 6, "codec: value nested too deeply");
+    seen_.add(p);
+    if (w_.out().capacity() < 128) w_.out().reserve(128);
+    w_.u8(fmt::kTable);
+    lua_Unsigned n = lua_rawlen(L_, idx);
+    if (n > UINT32_MAX) return refuse("table (too long)");
+    w_.u32(static_cast<std::uint32_t>(n));
+    for (lua_Unsigned i = 1; i <= n; ++i) {
+      lua_rawgeti(L_, idx, static_cast<lua_Integer>(i));
+      if (!write(lua_gettop(L_), depth + 1)) {
+        lua_pop(L_, 1);
+        add_segment(index_segment(static_cast<lua_Integer>(i)));
+        return false;
+      }
+      lua_pop(L_, 1);
+    }
+    size_t at = w_.reserve_u32();
+    std::uint32_t count = 0;
+    lua_pushnil(L_);
+    while (lua_next(L_, idx)) {
+      int top = lua_gettop(L_);
+      if (lua_isinteger(L_, top - 1)) {
+        lua_Integer k = lua_tointeger(L_, top - 1);
+        if (k >= 1 && static_cast<lua_Unsigned>(k) <= n) {
+          lua_pop(L_, 1);
+          continue;
+        }
+      }
+      if (!write(top - 1, depth + 1)) {
+        std::string key = key_segment(L_, top - 1);
+        lua_pop(L_, 2);
+        add_segment("(a key of " + key + ")");
+        return false;
+      }
+      if (!write(top, depth + 1)) {
+        add_segment(key_segment(L_, top - 1));
+        lua_pop(L_, 2);
+        return false;
+      }
+      lua_pop(L_, 1);
+      ++count;
+    }
+    w_.patch_u32(at, count);
+    return true;
+  }
+
+  bool write_cfunction(int idx) {
+    if (!push_name(idx) && !rebuild_and_push_name(idx)) {
+      bool has_upvalues = lua_getupvalue(L_, idx, 1) != nullptr;
+      if (has_upvalues) lua_pop(L_, 1);
+      return refuse(has_upvalues ? "C function (with upvalues, not a field of a loaded module)"
+                                 : "C function (not a field of a loaded module)");
+    }
+    size_t len = 0;
+    const char* entry = lua_tolstring(L_, -1, &len);
+    size_t module_len = std::strlen(entry);
+    w_.u8(fmt::kCFunction);
+    w_.str(std::string_view(entry, module_len));
+    w_.str(std::string_view(entry + module_len + 1, len - module_len - 1));
+    lua_pop(L_, 1);
+    return true;
+  }
+
+  // A module loaded in a way our hook did not see: look again once.
+  bool rebuild_and_push_name(int idx) {
+    if (rebuilt_) return false;
+    rebuilt_ = true;
+    lua_pushnil(L_);
+    lua_rawsetp(L_, LUA_REGISTRYINDEX, &kNamesKey);
+    push_names(L_);
+    lua_replace(L_, names());
+    return push_name(idx);
+  }
+
+  bool write_function(int idx, int depth) {
+    const void* p = lua_topointer(L_, idx);
+    if (write_ref_if_seen(p)) return true;
+    if (!enter(depth)) return false;
+    luaL_checkstack(L_, 6, "codec: value nested too deeply");
+    std::uint32_t id = seen_.add(p);
+    w_.u8(fmt::kFunction);
+    size_t at = w_.reserve_u32();
+    size_t start = w_.out().size();
+    lua_pushvalue(L_, idx);
+    int status = lua_dump(L_, write_dump, &w_.out(), 0);
+    lua_pop(L_, 1);
+    if (status != 0) return refuse("function (cannot be dumped)");
+    size_t dumped = w_.out().size() - start;
+    if (dumped > UINT32_MAX) return refuse("function (too large)");
+    w_.patch_u32(at, static_cast<std::uint32_t>(dumped));
+    int nups = 0;
+    while (lua_getupvalue(L_, idx, nups + 1)) {
+      lua_pop(L_, 1);
+      ++nups;
+    }
+    w_.u8(static_cast<std::uint8_t>(nups));
+    for (int i = 1; i <= nups; ++i) {
+      void* upid = lua_upvalueid(L_, idx, i);
+      auto [it, fresh] = upvalues_.try_emplace(upid, UpvalueHome{id, static_cast<std::uint8_t>(i)});
+      if (!fresh) {
+        w_.u8(fmt::kUpvalueJoin);
+        w_.varint(it->second.closure);
+        w_.u8(it->second.index);
+        set_refs_flag();
+        continue;
+      }
+      w_.u8(fmt::kUpvalueValue);
+      const char* name = lua_getupvalue(L_, idx, i);
+      if (!write(lua_gettop(L_), depth + 1)) {
+        add_segment(std::string("<upvalue ") + (name && *name ? name : "?") + ">");
+        lua_pop(L_, 1);
+        return false;
+      }
+      lua_pop(L_, 1);
+    }
+    return true;
+  }
+
+  bool write_userdata(int idx) {
+    const SendableClass* cls = nullptr;
+    std::string tname;
+    if (luaL_getmetafield(L_, idx, "__name") != LUA_TNIL) {
+      if (const char* s = lua_tostring(L_, -1)) tname = s;
+      lua_pop(L_, 1);
+      cls = find_sendable_class(tname);
+    }
+    if (!cls) return refuse(tname.empty() ? "userdata" : "userdata (" + tname + ")");
+    const void* p = lua_topointer(L_, idx);
+    if (write_ref_if_seen(p)) return true;
+    seen_.add(p);
+    std::string ref;
+    cls->write_ref(L_, idx, ref);
+    w_.u8(fmt::kObject);
+    w_.str(cls->module);
+    w_.str(cls->tname);
+    w_.str(ref);
+    return true;
+  }
+
+  lua_State* L_;
+  fmt::Writer w_;
+  SeenObjects seen_;
+  std::unordered_map<void*, UpvalueHome> upvalues_;
+  int names_ = 0;
+  const void* globals_ = nullptr;
+  bool rebuilt_ = false;
+  bool too_deep_ = false;
+  std::string refused_;
+  std::vector<std::string> segments_;
+};
+
+[[noreturn]] void raise_refusal(lua_State* L, Encoder& enc, std::string& out, const std::string& path) {
+  std::string message = enc.too_deep()
+                            ? "codec: value nested too deeply (limit " + std::to_string(fmt::kMaxDepth) + ") at " + path
+                            : "cannot send a " + enc.refused() + " value at " + path;
+  discard(out);
+  out.clear();
+  luaL_error(L, "%s", message.c_str());
+  throw;  // unreachable
+}
+
+// ---------------------------------------------------------------------------
+// Decoding.
+
+struct LoadState {
+  std::string_view code;
+  bool done = false;
+};
+
+const char* read_code(lua_State*, void* ud, size_t* size) {
+  auto* s = static_cast<LoadState*>(ud);
+  if (s->done) {
+    *size = 0;
+    return nullptr;
+  }
+  s->done = true;
+  *size = s->code.size();
+  return s->code.data();
+}
+
+class Decoder {
+ public:
+  Decoder(lua_State* L, fmt::Reader& r, int refs) : L_(L), r_(r), refs_(refs) {}
+
+  // Pushes one value.
+  void read(int depth) {
+    std::uint8_t tag = r_.u8();
+    switch (tag) {
+      case fmt::kNil:
+        lua_pushnil(L_);
+        return;
+      case fmt::kFalse:
+        lua_pushboolean(L_, 0);
+        return;
+      case fmt::kTrue:
+        lua_pushboolean(L_, 1);
+        return;
+      case fmt::kInt:
+        lua_pushinteger(L_, r_.i64());
+        return;
+      case fmt::kFloat:
+        lua_pushnumber(L_, r_.f64());
+        return;
+      case fmt::kString: {
+        std::string_view s = r_.str();
+        lua_pushlstring(L_, s.data(), s.size());
+        return;
+      }
+      case fmt::kTable:
+        read_table(depth);
+        return;
+      case fmt::kRef: {
+        std::uint64_t id = r_.varint();
+        if (!refs_ || id >= next_id_) throw fmt::FormatError("reference to an unknown value");
+        lua_rawgeti(L_, refs_, static_cast<lua_Integer>(id) + 1);
+        return;
+      }
+      case fmt::kGlobals:
+        lua_rawgeti(L_, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        return;
+      case fmt::kModule:
+        push_module(L_, r_.str());
+        return;
+      case fmt::kCFunction:
+        read_cfunction();
+        return;
+      case fmt::kFunction:
+        read_function(depth);
+        return;
+      case fmt::kObject:
+        read_object();
+        return;
+      default:
+        throw fmt::FormatError("unknown tag " + std::to_string(tag));
+    }
+  }
+
+ private:
+  void keep(int idx) {
+    std::uint32_t id = next_id_++;
+    if (refs_) {
+      lua_pushvalue(L_, idx);
+      lua_rawseti(L_, refs_, static_cast<lua_Integer>(id) + 1);
+    }
+  }
+
+  void read_table(int depth) {
+    if (depth > fmt::kMaxDepth) throw fmt::FormatError("value nested too deeply");
+    luaL_checkstack(L_, 4, "codec: value nested too deeply");
+    std::size_t narr = r_.count(r_.u32(), 1);
+    lua_createtable(L_, static_cast<int>(narr), 0);
+    int t = lua_gettop(L_);
+    keep(t);
+    for (std::size_t i = 1; i <= narr; ++i) {
+      read(depth + 1);
+      lua_rawseti(L_, t, static_cast<lua_Integer>(i));
+    }
+    std::size_t nhash = r_.count(r_.u32(), 2);
+    for (std::size_t i = 0; i < nhash; ++i) {
+      read(depth + 1);
+      int key_type = lua_type(L_, -1);
+      if (key_type == LUA_TNIL || (key_type == LUA_TNUMBER && std::isnan(lua_tonumber(L_, -1))))
+        throw fmt::FormatError("table key is nil or NaN");
+      read(depth + 1);
+      lua_rawset(L_, t);
+    }
+  }
+
+  void read_cfunction() {
+    std::string_view module = r_.str();
+    std::string_view field = r_.str();
+    push_module(L_, module);
+    if (!field.empty()) {
+      if (!lua_istable(L_, -1)) lua_pushnil(L_);
+      else {
+        lua_pushlstring(L_, field.data(), field.size());
+        lua_rawget(L_, -2);
+      }
+      lua_remove(L_, -2);
+    }
+    if (!lua_iscfunction(L_, -1)) {
+      std::string name(module);
+      if (!field.empty()) name += "." + std::string(field);
+      luaL_error(L_, "codec: no C function %s at the destination", name.c_str());
+    }
+  }
+
+  void read_function(int depth) {
+    if (depth > fmt::kMaxDepth) throw fmt::FormatError("value nested too deeply");
+    luaL_checkstack(L_, 6, "codec: value nested too deeply");
+    std::string_view code = r_.bytes(r_.count(r_.u32(), 1));
+    LoadState ls{code};
+    if (lua_load(L_, read_code, &ls, "=(codec)", "b") != LUA_OK) {
+      std::string why = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
+      lua_pop(L_, 1);
+      throw fmt::FormatError("bad bytecode: " + why);
+    }
+    int f = lua_gettop(L_);
+    keep(f);
+    int nups = r_.u8();
+    lua_Debug ar;
+    lua_pushvalue(L_, f);
+    lua_getinfo(L_, ">u", &ar);
+    if (ar.nups != nups) throw fmt::FormatError("wrong upvalue count");
+    for (int i = 1; i <= nups; ++i) {
+      std::uint8_t kind = r_.u8();
+      if (kind == fmt::kUpvalueValue) {
+        read(depth + 1);
+        lua_setupvalue(L_, f, i);
+      } else if (kind == fmt::kUpvalueJoin) {
+        std::uint64_t id = r_.varint();
+        int n = r_.u8();
+        if (!refs_ || id >= next_id_) throw fmt::FormatError("upvalue of an unknown function");
+        lua_rawgeti(L_, refs_, static_cast<lua_Integer>(id) + 1);
+        if (lua_type(L_, -1) != LUA_TFUNCTION || lua_iscfunction(L_, -1) || n < 1 ||
+            !lua_getupvalue(L_, -1, n))
+          throw fmt::FormatError("bad shared upvalue");
+        lua_pop(L_, 1);
+        lua_upvaluejoin(L_, f, i, -1, n);
+        lua_pop(L_, 1);
+      } else {
+        throw fmt::FormatError("unknown upvalue kind");
+      }
+    }
+  }
+
+  void read_object() {
+    std::string module(r_.str());
+    std::string tname(r_.str());
+    std::string_view ref = r_.str();
+    push_module(L_, module);
+    lua_pop(L_, 1);
+    const SendableClass* cls = find_sendable_class(tname);
+    if (!cls) luaL_error(L_, "codec: module '%s' did not register class %s", module.c_str(), tname.c_str());
+    cls->push_ref(L_, ref);
+    keep(lua_gettop(L_));
+  }
+
+  lua_State* L_;
+  fmt::Reader& r_;
+  int refs_;
+  std::uint32_t next_id_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Globals.
+
+// What a fresh plua state has in _G: C functions by name, module tables by
+// global name (-> module name).
+struct FreshGlobals {
+  std::unordered_map<std::string, lua_CFunction> functions;
+  std::unordered_map<std::string, std::string> modules;
+};
+
+const FreshGlobals& fresh_globals() {
+  static const FreshGlobals* fresh = [] {
+    auto* g = new FreshGlobals;  // never destroyed: read by any thread until exit
+    lua_State* L = luaL_newstate();
+    if (!L) return g;
+    luaL_openlibs(L);
+    preload_modules(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int loaded = lua_gettop(L);
+    lua_pushglobaltable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        std::string name = lua_tostring(L, -2);
+        if (lua_iscfunction(L, -1)) {
+          g->functions[name] = lua_tocfunction(L, -1);
+        } else if (lua_istable(L, -1)) {
+          lua_pushnil(L);
+          while (lua_next(L, loaded)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -3)) g->modules[name] = lua_tostring(L, -2);
+            lua_pop(L, 1);
+          }
+        }
+      }
+      lua_pop(L, 1);
+    }
+    lua_close(L);
+    return g;
+  }();
+  return *fresh;
+}
+
+// True if the global (key at -2, value at -1) is what a fresh state has anyway.
+bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
+  if (lua_type(L, -2) != LUA_TSTRING) return false;
+  std::string name = lua_tostring(L, -2);
+  if (name == "_G") {
+    lua_pushglobaltable(L);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    return same;
+  }
+  if (name == "_VERSION") return lua_type(L, -1) == LUA_TSTRING && std::strcmp(lua_tostring(L, -1), LUA_VERSION) == 0;
+  if (lua_iscfunction(L, -1)) {
+    auto it = fresh.functions.find(name);
+    return it != fresh.functions.end() && it->second == lua_tocfunction(L, -1);
+  }
+  if (lua_istable(L, -1)) {
+    auto it = fresh.modules.find(name);
+    if (it == fresh.modules.end()) return false;
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, it->second.c_str());
+    bool same = lua_rawequal(L, -1, -3);
+    lua_pop(L, 2);
+    return same;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string encode(lua_State* L, int first, int count, const char* root) {
+  first = lua_absindex(L, first);
+  std::string out;
+  {
+    Encoder enc(L, out);
+    enc.header(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      if (!enc.write(first + i, 1)) {
+        std::string path = std::string(root) + index_segment(i + 1) + enc.path_below();
+        raise_refusal(L, enc, out, path);
+      }
+    }
+    enc.finish();
+  }
+  return out;
+}
+
+int decode(lua_State* L, std::string_view message) {
+  int base = lua_gettop(L);
+  std::string failure;
+  int count = 0;
+  try {
+    fmt::Reader r(message);
+    std::uint8_t flags = 0;
+    std::size_t n = fmt::read_header(r, &flags);
+    if (n > 1000000) throw fmt::FormatError("too many values");
+    count = static_cast<int>(n);
+    luaL_checkstack(L, count + 8, "codec: too many values");
+    int refs = 0;
+    if (flags & fmt::kFlagRefs) {
+      lua_newtable(L);
+      refs = lua_gettop(L);
+    }
+    Decoder dec(L, r, refs);
+    for (int i = 0; i < count; ++i) dec.read(1);
+    if (!r.at_end()) throw fmt::FormatError("trailing bytes");
+    if (refs) lua_remove(L, refs);
+  } catch (const fmt::FormatError& e) {
+    failure = e.what();
+  }
+  if (!failure.empty()) {
+    lua_settop(L, base);
+    luaL_error(L, "%s", failure.c_str());
+  }
+  return count;
+}
+
+std::string encode_globals(lua_State* L) {
+  const FreshGlobals& fresh = fresh_globals();
+  luaL_checkstack(L, 8, "codec");
+  std::string out;
+  {
+    Encoder enc(L, out);
+    enc.header(1);
+    enc.names();  // pushed now, below the iteration's key and value
+    fmt::Writer w(out);
+    w.u8(fmt::kTable);
+    w.u32(0);
+    size_t at = w.reserve_u32();
+    std::uint32_t count = 0;
+    lua_pushglobaltable(L);
+    int g = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, g)) {
+      int top = lua_gettop(L);
+      if (!is_standard_global(L, fresh)) {
+        auto m = enc.mark();
+        // A global that cannot travel is left out, not an error: the script's other globals still go.
+        if (enc.write(top - 1, 2) && enc.write(top, 2))
+          ++count;
+        else
+          enc.rollback(m);
+      }
+      lua_settop(L, top - 1);
+    }
+    lua_pop(L, 1);
+    w.patch_u32(at, count);
+    enc.finish();
+  }
+  return out;
+}
+
+void apply_globals(lua_State* L, std::string_view snapshot) {
+  int base = lua_gettop(L);
+  int n = decode(L, snapshot);
+  if (n != 1 || !lua_istable(L, -1)) {
+    lua_settop(L, base);
+    luaL_error(L, "codec: malformed message (not a globals snapshot)");
+  }
+  luaL_checkstack(L, 4, "codec");
+  lua_pushglobaltable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_settop(L, base);
+}
+
+std::vector<std::pair<std::string, std::string>> encode_globals_each(lua_State* L) {
+  const FreshGlobals& fresh = fresh_globals();
+  luaL_checkstack(L, 8, "codec");
+  std::vector<std::pair<std::string, std::string>> result;
+  lua_pushglobaltable(L);
+  int g = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, g)) {
+    int top = lua_gettop(L);
+    if (lua_type(L, top - 1) == LUA_TSTRING && !is_standard_global(L, fresh)) {
+      std::string out;
+      Encoder enc(L, out);
+      enc.header(1);
+      auto m = enc.mark();
+      bool ok = enc.write(top, 1);
+      if (!ok) enc.rollback(m);
+      enc.finish();
+      if (ok) result.emplace_back(lua_tostring(L, top - 1), std::move(out));
+    }
+    lua_settop(L, top - 1);
+  }
+  lua_pop(L, 1);
+  return result;
+}
+
+}  // namespace plua::lua
