@@ -32,7 +32,8 @@ Options parse(int argc, char** argv) {
       case 'e':
       case 'l': {
         const char* value = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : nullptr);
-        if (value == nullptr) {
+        // As lua: a separate argument that looks like an option is not taken as the value.
+        if (value == nullptr || (a[2] == '\0' && value[0] == '-')) {
           opts.error = std::string("'") + a + "' needs argument";
           return opts;
         }

@@ -21,6 +21,13 @@ struct Options {
   bool warnings = false;          // -W
   int script_index = 0;           // argv index of the script ("-" for stdin); 0 if none
   std::string error;              // non-empty when the command line is malformed
+
+  // True if some -e was given (it stops plua from starting the REPL, as in lua; -l does not).
+  bool has_execute() const {
+    for (const Action& a : actions)
+      if (a.kind == Action::Kind::execute) return true;
+    return false;
+  }
 };
 
 // Scans argv; on a malformed command line, Options::error says what is wrong.

@@ -25,10 +25,11 @@ void print_error(const plua::Outcome& failure) {
 }
 
 // Builds the global `arg` as lua does: script at 0, its arguments at 1..n,
-// the interpreter and options at negative indices.
+// the interpreter and options at negative indices; with no script, the
+// interpreter is at 0 and the options at 1..n.
 void create_arg_table(lua_State* L, int argc, char** argv, int script_index) {
-  int script = script_index > 0 ? script_index : argc;  // no script: all are "options"
-  lua_createtable(L, argc - script, script + 1);
+  int script = script_index > 0 ? script_index : 0;
+  lua_createtable(L, argc > script ? argc - script - 1 : 0, script + 1);
   for (int i = 0; i < argc; ++i) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i - script);
@@ -117,7 +118,9 @@ int main(int argc, char** argv) {
     return EXIT_FAILURE;
   }
   bool no_script = opts.script_index == 0;
-  if (opts.version || (no_script && opts.actions.empty() && isatty(STDIN_FILENO)))
+  // As lua: with no script and no -e or -v, plua is interactive (here also when stdin is not a terminal).
+  bool start_repl = opts.interactive || (no_script && !opts.has_execute() && !opts.version);
+  if (opts.version || (start_repl && isatty(STDIN_FILENO)))
     std::printf("%s\n", plua::version_banner()), std::fflush(stdout);
 
   plua::Runtime rt(plua::Runtime::Options{opts.ignore_environment});
@@ -140,8 +143,7 @@ int main(int argc, char** argv) {
   if (!no_script)
     if (auto out = do_script(rt, argc, argv, opts.script_index); !out.ok) return fail(out);
 
-  if (opts.interactive || (no_script && opts.actions.empty() && !opts.version))
-    plua::host::run_repl(rt);
+  if (start_repl) plua::host::run_repl(rt);
   rt.close();
   return EXIT_SUCCESS;
 }
