@@ -1,0 +1,161 @@
+#include "plua/core/child_process.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <system_error>
+
+namespace plua::core {
+
+// Every child this process started and has not reaped, plus handles still held.
+struct ChildRegistry {
+  std::mutex mu;
+  std::vector<std::shared_ptr<ChildProcess>> children;  // guarded by mu
+  std::atomic<pid_t> self{::getpid()};
+
+  static ChildRegistry& get() {
+    // Leaked on purpose: children may be reaped from shutdown code after statics die.
+    static ChildRegistry* registry = [] {
+      auto* r = new ChildRegistry;
+      pthread_atfork(&ChildRegistry::before_fork, &ChildRegistry::after_fork_parent,
+                     &ChildRegistry::after_fork_child);
+      return r;
+    }();
+    return *registry;
+  }
+
+  // Held across fork so that the child sees a consistent list.
+  static void before_fork() { get().mu.lock(); }
+  static void after_fork_parent() { get().mu.unlock(); }
+  // The child's siblings are not its children: close their pidfds and forget them.
+  static void after_fork_child() {
+    ChildRegistry& r = get();
+    r.self.store(::getpid(), std::memory_order_relaxed);
+    for (auto& c : r.children) {
+      int fd = c->pidfd_.exchange(-1);
+      if (fd >= 0) ::close(fd);
+    }
+    r.children.clear();
+    r.mu.unlock();
+  }
+};
+
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+}  // namespace
+
+int exitcode_from_status(int status) noexcept {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return 255;
+}
+
+pid_t current_pid() noexcept { return ChildRegistry::get().self.load(std::memory_order_relaxed); }
+
+ChildProcess::ChildProcess(pid_t pid, int pidfd) : pid_(pid), owner_(::getpid()), pidfd_(pidfd) {}
+
+std::shared_ptr<ChildProcess> ChildProcess::adopt(pid_t pid) {
+  ChildRegistry& r = ChildRegistry::get();
+  int fd = pidfd_open(pid);  // pidfds are close-on-exec
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "pidfd_open");
+  std::shared_ptr<ChildProcess> child(new ChildProcess(pid, fd));
+  std::lock_guard lock(r.mu);
+  r.children.push_back(child);
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  int fd = pidfd_.exchange(-1);
+  if (fd >= 0) ::close(fd);
+}
+
+bool ChildProcess::owned_by_this_process() const noexcept { return owner_ == current_pid(); }
+
+void ChildProcess::check_owner(const char* op) const {
+  if (!owned_by_this_process())
+    throw std::logic_error(std::string("can only ") + op + " a child process");
+}
+
+std::optional<int> ChildProcess::poll() {
+  check_owner("test");
+  if (ended_.load(std::memory_order_acquire)) return exitcode_;
+  std::lock_guard lock(mu_);
+  if (exitcode_) return exitcode_;
+  int status = 0;
+  pid_t got;
+  do got = ::waitpid(pid_, &status, WNOHANG); while (got < 0 && errno == EINTR);
+  if (got == 0) return std::nullopt;
+  // ECHILD: someone reaped it behind our back (SIGCHLD ignored); the status is lost.
+  exitcode_ = got == pid_ ? exitcode_from_status(status) : 255;
+  ended_.store(true, std::memory_order_release);
+  int fd = pidfd_.exchange(-1);
+  if (fd >= 0) ::close(fd);
+  return exitcode_;
+}
+
+std::optional<int> ChildProcess::wait(const Deadline& deadline) {
+  StopFlag& stop = this_thread_stop_flag();
+  for (;;) {
+    if (auto code = poll()) return code;
+    stop.throw_if_requested();
+    if (deadline.expired()) return std::nullopt;
+    auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(deadline.next_slice());
+    pollfd p{pidfd(), POLLIN, 0};
+    if (p.fd < 0) continue;  // reaped by another thread meanwhile
+    ::poll(&p, 1, static_cast<int>(std::max<long>(slice.count(), 1)));
+  }
+}
+
+void ChildProcess::send_signal(int sig) {
+  check_owner("signal");
+  std::lock_guard lock(mu_);
+  if (exitcode_) return;
+  if (pidfd_send_signal(pidfd(), sig) < 0 && errno != ESRCH)
+    throw std::system_error(errno, std::generic_category(), "pidfd_send_signal");
+}
+
+pid_t fork_process() {
+  std::fflush(nullptr);
+  ChildRegistry::get();  // installs the fork handlers before the first fork
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  return pid;
+}
+
+std::vector<std::shared_ptr<ChildProcess>> active_children() {
+  ChildRegistry& r = ChildRegistry::get();
+  std::vector<std::shared_ptr<ChildProcess>> snapshot;
+  {
+    std::lock_guard lock(r.mu);
+    snapshot = r.children;
+  }
+  std::vector<std::shared_ptr<ChildProcess>> alive;
+  for (auto& c : snapshot)
+    if (!c->poll()) alive.push_back(c);
+  reap_orphans();
+  return alive;
+}
+
+void reap_orphans() {
+  ChildRegistry& r = ChildRegistry::get();
+  std::lock_guard lock(r.mu);
+  std::erase_if(r.children, [](const std::shared_ptr<ChildProcess>& c) {
+    // Ended children leave the list; unheld running ones stay to be reaped later.
+    return c->poll().has_value();
+  });
+}
+
+}  // namespace plua::core

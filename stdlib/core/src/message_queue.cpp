@@ -1,0 +1,286 @@
+#include "plua/core/message_queue.hpp"
+
+#include <bit>
+#include <cstring>
+
+namespace plua::core {
+namespace {
+
+constexpr std::uint64_t kHeader = 16;      // {len << 1 | spilled, sequence number}
+constexpr std::uint64_t kSpillRef = 16;    // {block offset from the queue, size}
+constexpr int kSpins = 2000;
+
+std::uint64_t round8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins briefly while `ready` is false: a partner thread or process usually
+// answers within microseconds, much cheaper than a futex sleep and wake.
+template <class Ready>
+bool spin_until(Ready ready) {
+  for (int i = 0; i < kSpins; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+  }
+  return false;
+}
+
+// A spilled message's block, freed unless the queue took it over.
+struct SpillBlock {
+  void* p = nullptr;
+  ~SpillBlock() {
+    if (p) shared_arena::deallocate(p);
+  }
+};
+
+}  // namespace
+
+// Locks the queue's mutex and repairs the state if its last holder died.
+struct MessageQueue::Guard {
+  explicit Guard(const MessageQueue& q) : q_(const_cast<MessageQueue&>(q)) {
+    if (q_.mu_.lock()) q_.repair();
+  }
+  ~Guard() { q_.mu_.unlock(); }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+  MessageQueue& q_;
+};
+
+MessageQueue::MessageQueue(Kind kind, std::uint64_t maxsize) : kind_(kind), maxsize_(maxsize) {
+  set_ring(static_cast<std::byte*>(shared_arena::allocate_near(this, kInitialRing)), kInitialRing);
+}
+
+MessageQueue::~MessageQueue() {
+  free_records();
+  shared_arena::deallocate(ring());
+}
+
+std::byte* MessageQueue::ring() const noexcept {
+  auto rel = static_cast<std::int64_t>(ring_word_.load(std::memory_order_relaxed)) >> 8;
+  return reinterpret_cast<std::byte*>(const_cast<MessageQueue*>(this)) + rel;
+}
+
+std::uint64_t MessageQueue::ring_cap() const noexcept {
+  return std::uint64_t{1} << (ring_word_.load(std::memory_order_relaxed) & 0xff);
+}
+
+void MessageQueue::set_ring(std::byte* ring, std::uint64_t cap) noexcept {
+  auto rel = ring - reinterpret_cast<std::byte*>(this);
+  auto word = (static_cast<std::uint64_t>(rel) << 8) | static_cast<std::uint64_t>(std::countr_zero(cap));
+  ring_word_.store(word, std::memory_order_release);
+}
+
+void MessageQueue::copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept {
+  std::uint64_t cap = ring_cap(), at = pos & (cap - 1);
+  std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, cap - at));
+  std::memcpy(ring() + at, src, first);
+  std::memcpy(ring(), static_cast<const std::byte*>(src) + first, n - first);
+}
+
+void MessageQueue::copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept {
+  std::uint64_t cap = ring_cap(), at = pos & (cap - 1);
+  std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, cap - at));
+  std::memcpy(dst, ring() + at, first);
+  std::memcpy(static_cast<std::byte*>(dst) + first, ring(), n - first);
+}
+
+// Makes room for `need` more bytes, doubling the ring (the switch is one store).
+void MessageQueue::reserve(std::uint64_t need) {
+  std::uint64_t head = head_.load(std::memory_order_relaxed), tail = tail_.load(std::memory_order_relaxed);
+  std::uint64_t used = tail - head, cap = ring_cap();
+  if (cap - used >= need) return;
+  std::uint64_t bigger = std::bit_ceil(used + need);
+  if (bigger < 2 * cap) bigger = 2 * cap;
+  auto* fresh = static_cast<std::byte*>(shared_arena::allocate_near(this, bigger));
+  for (std::uint64_t pos = head; pos < tail;) {
+    std::uint64_t at = pos & (cap - 1);
+    std::uint64_t n = std::min(tail - pos, cap - at);
+    std::uint64_t to = pos & (bigger - 1);
+    // Positions keep their value modulo the new capacity, in up to two pieces.
+    std::uint64_t first = std::min(n, bigger - to);
+    std::memcpy(fresh + to, ring() + at, first);
+    std::memcpy(fresh, ring() + at + first, n - first);
+    pos += n;
+  }
+  std::byte* old = ring();
+  set_ring(fresh, bigger);
+  shared_arena::deallocate(old);
+}
+
+void MessageQueue::repair() noexcept {
+  repairs_.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+  if (journal_tail_ != 0) {
+    // A put died before publishing: its spilled block belongs to nobody.
+    if (tail != journal_tail_ && journal_block_ != 0)
+      shared_arena::deallocate(reinterpret_cast<std::byte*>(this) + journal_block_);
+    journal_tail_ = 0;
+    journal_block_ = 0;
+  }
+  std::uint64_t n = 0;
+  for (std::uint64_t pos = head_.load(std::memory_order_relaxed); pos < tail;) {
+    std::uint64_t header[2];
+    copy_out(pos, header, sizeof header);
+    std::uint64_t len = (header[0] & 1) ? kSpillRef : header[0] >> 1;
+    if (header[1] > last_seq_) last_seq_ = header[1];
+    pos += kHeader + round8(len);
+    ++n;
+  }
+  count_.store(n, std::memory_order_relaxed);
+}
+
+void MessageQueue::free_records() noexcept {
+  std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+  for (std::uint64_t pos = head_.load(std::memory_order_relaxed); pos < tail;) {
+    std::uint64_t header[2];
+    copy_out(pos, header, sizeof header);
+    std::uint64_t len = header[0] >> 1;
+    if (header[0] & 1) {
+      std::int64_t ref[2];
+      copy_out(pos + kHeader, ref, sizeof ref);
+      shared_arena::deallocate(reinterpret_cast<std::byte*>(this) + ref[0]);
+      len = kSpillRef;
+    }
+    pos += kHeader + round8(len);
+  }
+}
+
+bool MessageQueue::try_put(std::string_view message, void* spilled, PutStatus& status) {
+  {
+    Guard g(*this);
+    if (closed_.load(std::memory_order_relaxed)) throw QueueClosed();
+    if (maxsize_ != 0 && count_.load(std::memory_order_relaxed) >= maxsize_) return false;
+    std::uint64_t payload = spilled ? kSpillRef : message.size();
+    std::uint64_t record = kHeader + round8(payload);
+    reserve(record);
+    std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t header[2] = {(std::uint64_t{message.size()} << 1) | (spilled ? 1u : 0u), last_seq_ + 1};
+    copy_in(tail, header, sizeof header);
+    std::int64_t block = 0;
+    if (spilled) {
+      block = static_cast<std::byte*>(spilled) - reinterpret_cast<std::byte*>(this);
+      std::int64_t ref[2] = {block, static_cast<std::int64_t>(message.size())};
+      copy_in(tail + kHeader, ref, sizeof ref);
+    } else {
+      copy_in(tail + kHeader, message.data(), message.size());
+    }
+    journal_tail_ = tail + record;
+    journal_block_ = block;
+    tail_.store(tail + record, std::memory_order_release);  // the commit
+    last_seq_ = header[1];
+    count_.fetch_add(1, std::memory_order_relaxed);
+    journal_tail_ = 0;
+    journal_block_ = 0;
+  }
+  not_empty_.notify(1);
+  status = PutStatus::ok;
+  return true;
+}
+
+MessageQueue::PutStatus MessageQueue::put(std::string_view message, bool block, const Deadline& deadline) {
+  SpillBlock spill;
+  if (message.size() > kSpillBytes) {
+    // Big messages are copied outside the lock, into a block of their own.
+    spill.p = shared_arena::allocate_near(this, message.size());
+    std::memcpy(spill.p, message.data(), message.size());
+  }
+  PutStatus status = PutStatus::full;
+  auto attempt = [&] {
+    if (!try_put(message, spill.p, status)) return false;
+    spill.p = nullptr;  // the queue owns it now
+    return true;
+  };
+  if (attempt()) return status;
+  if (!block) return PutStatus::full;
+  if (spin_until([&] { return !full() || closed(); }) && attempt()) return status;
+  if (core::wait_until(not_full_, deadline, [&](bool) { return attempt(); })) return status;
+  return PutStatus::full;
+}
+
+bool MessageQueue::try_get(std::string& out, GetStatus& status) {
+  void* spilled = nullptr;
+  std::size_t spilled_len = 0;
+  {
+    Guard g(*this);
+    std::uint64_t head = head_.load(std::memory_order_relaxed);
+    if (head == tail_.load(std::memory_order_relaxed)) {
+      if (!closed_.load(std::memory_order_relaxed)) return false;
+      status = GetStatus::closed;
+      return true;
+    }
+    std::uint64_t header[2];
+    copy_out(head, header, sizeof header);
+    std::uint64_t len = header[0] >> 1;
+    std::uint64_t payload = len;
+    if (header[0] & 1) {
+      std::int64_t ref[2];
+      copy_out(head + kHeader, ref, sizeof ref);
+      spilled = reinterpret_cast<std::byte*>(this) + ref[0];
+      payload = kSpillRef;
+    } else {
+      out.resize(len);
+      copy_out(head + kHeader, out.data(), len);
+    }
+    head_.store(head + kHeader + round8(payload), std::memory_order_release);  // the commit
+    count_.fetch_sub(1, std::memory_order_relaxed);
+    spilled_len = len;
+  }
+  if (spilled) {
+    // Copied after unlocking: the block is ours alone now.
+    SpillBlock owned{spilled};
+    out.resize(spilled_len);
+    std::memcpy(out.data(), spilled, spilled_len);
+  }
+  if (maxsize_ != 0) not_full_.notify(1);
+  status = GetStatus::ok;
+  return true;
+}
+
+MessageQueue::GetStatus MessageQueue::get(std::string& out, bool block, const Deadline& deadline) {
+  GetStatus status = GetStatus::empty;
+  if (try_get(out, status)) return status;
+  if (!block) return GetStatus::empty;
+  if (spin_until([&] { return readable(); }) && try_get(out, status)) return status;
+  if (core::wait_until(not_empty_, deadline, [&](bool) { return try_get(out, status); })) return status;
+  return GetStatus::empty;
+}
+
+void MessageQueue::close() noexcept {
+  {
+    Guard g(*this);
+    closed_.store(1, std::memory_order_relaxed);
+  }
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+void MessageQueue::task_done() {
+  bool all_done;
+  {
+    Guard g(*this);
+    if (done_ >= last_seq_) throw TooManyTaskDone();
+    ++done_;
+    all_done = done_ == last_seq_;
+  }
+  if (all_done) all_done_.notify_all();
+}
+
+bool MessageQueue::join(const Deadline& deadline) {
+  return core::wait_until(all_done_, deadline, [&](bool) {
+    Guard g(*this);
+    return done_ == last_seq_;
+  });
+}
+
+std::uint64_t MessageQueue::unfinished_tasks() noexcept {
+  Guard g(*this);
+  return last_seq_ - done_;
+}
+
+}  // namespace plua::core
