@@ -9,6 +9,7 @@
 #include "cli_options.hpp"
 #include "plua/lua/interrupt.hpp"
 #include "plua/lua/lua.hpp"
+#include "plua/lua/process.hpp"
 #include "plua/runtime.hpp"
 #include "plua/version.hpp"
 #include "repl.hpp"
@@ -111,6 +112,13 @@ plua::Outcome do_init(plua::Runtime& rt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A child started by the process module's spawn method: no command line, no REPL.
+  if (argc == 3 && std::strcmp(argv[1], plua::lua::kSpawnChildOption) == 0) {
+    plua::Runtime rt;
+    int status = plua::lua::run_spawned_child(rt.state(), argv[2]);
+    rt.close();
+    return status;
+  }
   plua::cli::Options opts = plua::cli::parse(argc, argv);
   if (!opts.error.empty()) {
     std::fprintf(stderr, "%s: %s\n%s", g_program, opts.error.c_str(),

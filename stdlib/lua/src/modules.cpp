@@ -6,6 +6,7 @@
 
 // Each module's opener lives in its own binding file.
 int luaopen_plua_time(lua_State* L);
+int luaopen_plua_process(lua_State* L);
 
 namespace plua::lua {
 namespace {
@@ -18,6 +19,7 @@ struct Module {
 // The plua modules, in api.md's order.
 constexpr Module kModules[] = {
     {"time", luaopen_plua_time},
+    {"process", luaopen_plua_process},
 };
 
 }  // namespace
