@@ -6,6 +6,7 @@
 
 // Each module's opener lives in its own binding file.
 int luaopen_plua_time(lua_State* L);
+int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
 
 namespace plua::lua {
@@ -19,6 +20,7 @@ struct Module {
 // The plua modules, in api.md's order.
 constexpr Module kModules[] = {
     {"time", luaopen_plua_time},
+    {"subprocess", luaopen_plua_subprocess},
     {"process", luaopen_plua_process},
 };
 
