@@ -15,6 +15,8 @@ Error::Error(std::string message, std::string traceback)
 
 void open_modules(lua_State* L) { lua::preload_modules(L); }
 
+void shutdown_modules(lua_State* L) { lua::run_shutdown_hooks(L); }
+
 int traceback_handler(lua_State* L) {
   const char* msg = lua_tostring(L, 1);
   if (msg == nullptr) {

@@ -38,6 +38,10 @@ struct Outcome {
 // state the application already has; its own libraries are left untouched.
 void open_modules(lua_State* L);
 
+// The counterpart of open_modules, to call before lua_close on such a state:
+// runs the modules' shutdown work (the thread module joins non-daemon threads).
+void shutdown_modules(lua_State* L);
+
 // The message handler plua runs chunks under: turns the error into
 // "message\nstack traceback:\n..." (error objects through their __tostring).
 int traceback_handler(lua_State* L);
