@@ -230,6 +230,11 @@ Request check_request(lua_State* L, int arg, unsigned allowed) {
     if (given_stdout || given_stderr) luaL_argerror(L, arg, "stdout and stderr may not be used with capture_output");
     req.spawn.stdout_ = req.spawn.stderr_ = StdioSpec::pipe();
   }
+  // What the script printed must come before what a child writes to the same terminal or pipe.
+  if (req.spawn.stdout_.kind == StdioSpec::Kind::Inherit || req.spawn.stderr_.kind == StdioSpec::Kind::Inherit) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+  }
   if (shell) {
     req.spawn.argv = {"/bin/sh", "-c"};
     req.spawn.argv.insert(req.spawn.argv.end(), req.cmd_list.begin(), req.cmd_list.end());
