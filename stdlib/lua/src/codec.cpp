@@ -92,6 +92,46 @@ void discard(std::string_view message) noexcept {
 
 namespace {
 
+// What a fresh plua state has in _G: C functions by name, module tables by
+// global name (-> module name).
+struct FreshGlobals {
+  std::unordered_map<std::string, lua_CFunction> functions;
+  std::unordered_map<std::string, std::string> modules;
+};
+
+const FreshGlobals& fresh_globals() {
+  static const FreshGlobals* fresh = [] {
+    auto* g = new FreshGlobals;  // never destroyed: read by any thread until exit
+    lua_State* L = luaL_newstate();
+    if (!L) return g;
+    luaL_openlibs(L);
+    preload_modules(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int loaded = lua_gettop(L);
+    lua_pushglobaltable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        std::string name = lua_tostring(L, -2);
+        if (lua_iscfunction(L, -1)) {
+          g->functions[name] = lua_tocfunction(L, -1);
+        } else if (lua_istable(L, -1)) {
+          lua_pushnil(L);
+          while (lua_next(L, loaded)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -3)) g->modules[name] = lua_tostring(L, -2);
+            lua_pop(L, 1);
+          }
+        }
+      }
+      lua_pop(L, 1);
+    }
+    lua_close(L);
+    return g;
+  }();
+  return *fresh;
+}
+
+
 // Registry keys (their addresses are unique).
 char kNamesKey;       // the cache: module table -> name, C function -> "module\0field"
 char kLoadedMetaKey;  // our metatable on package.loaded, which drops the cache on a new module
@@ -129,6 +169,12 @@ void index_module_functions(lua_State* L, int cache, const char* name, bool is_g
 void build_names(lua_State* L) {
   lua_newtable(L);
   int cache = lua_gettop(L);
+  // The standard globals under their standard names, which every destination has.
+  for (const auto& [name, fn] : fresh_globals().functions) {
+    lua_pushcfunction(L, fn);
+    lua_pushfstring(L, "_G%c%s", 0, name.c_str());
+    lua_rawset(L, cache);
+  }
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   int loaded = lua_gettop(L);
   // Modules other than _G first, so that print is found as _G's only if no module has it.
@@ -407,6 +453,8 @@ class Encoder {
     segments_.clear();
     too_deep_ = false;
   }
+  // Numbers a value the caller writes itself (the snapshot's table), as the decoder will.
+  void add_anonymous_object() { seen_.add(&seen_); }
   void set_refs_flag() { w_.out()[1] = static_cast<char>(w_.out()[1] | fmt::kFlagRefs); }
 
   // The names cache's stack index (pushed on first use).
@@ -516,7 +564,7 @@ class Encoder {
       if (!write(top - 1, depth + 1)) {
         std::string key = key_segment(L_, top - 1);
         lua_pop(L_, 2);
-        add_segment("(a key of " + key + ")");
+        add_segment("<key " + key + ">");
         return false;
       }
       if (!write(top, depth + 1)) {
@@ -832,45 +880,6 @@ class Decoder {
 // ---------------------------------------------------------------------------
 // Globals.
 
-// What a fresh plua state has in _G: C functions by name, module tables by
-// global name (-> module name).
-struct FreshGlobals {
-  std::unordered_map<std::string, lua_CFunction> functions;
-  std::unordered_map<std::string, std::string> modules;
-};
-
-const FreshGlobals& fresh_globals() {
-  static const FreshGlobals* fresh = [] {
-    auto* g = new FreshGlobals;  // never destroyed: read by any thread until exit
-    lua_State* L = luaL_newstate();
-    if (!L) return g;
-    luaL_openlibs(L);
-    preload_modules(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    int loaded = lua_gettop(L);
-    lua_pushglobaltable(L);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) == LUA_TSTRING) {
-        std::string name = lua_tostring(L, -2);
-        if (lua_iscfunction(L, -1)) {
-          g->functions[name] = lua_tocfunction(L, -1);
-        } else if (lua_istable(L, -1)) {
-          lua_pushnil(L);
-          while (lua_next(L, loaded)) {
-            if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -3)) g->modules[name] = lua_tostring(L, -2);
-            lua_pop(L, 1);
-          }
-        }
-      }
-      lua_pop(L, 1);
-    }
-    lua_close(L);
-    return g;
-  }();
-  return *fresh;
-}
-
 // True if the global (key at -2, value at -1) is what a fresh state has anyway.
 bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
   if (lua_type(L, -2) != LUA_TSTRING) return false;
@@ -956,6 +965,7 @@ std::string encode_globals(lua_State* L) {
     enc.header(1);
     enc.names();  // pushed now, below the iteration's key and value
     fmt::Writer w(out);
+    enc.add_anonymous_object();
     w.u8(fmt::kTable);
     w.u32(0);
     size_t at = w.reserve_u32();

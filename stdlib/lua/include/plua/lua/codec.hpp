@@ -52,7 +52,8 @@ inline constexpr int kMaxDepth = 1000;
 // Encodes `count` values from stack index `first` into one message. Value i
 // (1-based) has the path root[i]; a value that cannot travel raises a Lua error
 // "cannot send a <type> value at <path>" (path like args[2].co, args[1][3]:
-// identifier keys as .name, other keys as [repr], upvalues as <upvalue name>).
+// identifier keys as .name, other keys as [repr], upvalues as <upvalue name>,
+// a key that cannot travel as <key [repr]>).
 // References already written for the message are released before raising.
 std::string encode(lua_State* L, int first, int count, const char* root = "args");
 
