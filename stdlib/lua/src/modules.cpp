@@ -9,6 +9,7 @@ int luaopen_plua_time(lua_State* L);
 int luaopen_plua_lock(lua_State* L);
 int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
+int luaopen_plua_queue(lua_State* L);
 
 namespace plua::lua {
 namespace {
@@ -21,6 +22,7 @@ struct Module {
 // The plua modules, in api.md's order.
 constexpr Module kModules[] = {
     {"time", luaopen_plua_time},
+    {"queue", luaopen_plua_queue},
     {"lock", luaopen_plua_lock},
     {"subprocess", luaopen_plua_subprocess},
     {"process", luaopen_plua_process},
