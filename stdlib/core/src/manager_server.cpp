@@ -95,7 +95,6 @@ ManagerServer::ManagerServer(Options options) : options_(std::move(options)) {
 
 ManagerServer::~ManagerServer() {
   shutdown();
-  ::close(listen_fd_);
   ::close(wake_fd_);
 }
 
@@ -128,6 +127,9 @@ void ManagerServer::shutdown() noexcept {
   std::lock_guard lock(lifecycle_mu_);
   request_stop();
   if (acceptor_.joinable()) acceptor_.join();
+  // Refuse new connections at once, as a Python server process that exited would.
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
 }
 
 bool ManagerServer::wait_until_stopped(const Deadline& deadline) {
