@@ -386,6 +386,7 @@ int barrier_new(lua_State* L) {
   luaL_argcheck(L, parties >= 1 && parties <= 0x7fffffff, 1, "parties must be one or more");
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   std::optional<double> timeout = plua::lua::check_timeout(L, 3);
+  lua_settop(L, 3);
   push_box(L, call_core(L, "lock.Barrier", [&] {
              return core::Barrier(static_cast<std::uint32_t>(parties), timeout);
            }), kBarrier, 1);
