@@ -46,8 +46,8 @@ void write_value(Writer& w, const Value& v, int depth) {
       const auto& a = v.as_array();
       w.u8(kTable);
       w.u32(static_cast<std::uint32_t>(a.size()));
-      for (const Value& item : a) write_value(w, item, depth + 1);
       w.u32(0);
+      for (const Value& item : a) write_value(w, item, depth + 1);
       break;
     }
     case 6: {
@@ -112,10 +112,11 @@ class ValueReader {
     std::size_t id = tables_.size();
     tables_.emplace_back();  // in progress: a Ref to it is a cycle
     std::size_t narr = r_.count(r_.u32(), 1);
+    std::size_t nhash = r_.count(r_.u32(), 2);
+    if (narr + 2 * nhash > r_.remaining()) throw FormatError("count larger than the message");
     Value::Array items;
     items.reserve(narr);
     for (std::size_t i = 0; i < narr; ++i) items.push_back(read(depth + 1));
-    std::size_t nhash = r_.count(r_.u32(), 2);
     if (nhash == 0) {
       tables_[id].emplace(std::move(items));
     } else {
@@ -170,8 +171,8 @@ void walk(Reader& r, ObjectVisitor visit, void* ctx, int depth) {
       return;
     case kTable: {
       std::size_t narr = r.count(r.u32(), 1);
-      for (std::size_t i = 0; i < narr; ++i) walk(r, visit, ctx, depth + 1);
       std::size_t nhash = r.count(r.u32(), 2);
+      for (std::size_t i = 0; i < narr; ++i) walk(r, visit, ctx, depth + 1);
       for (std::size_t i = 0; i < 2 * nhash; ++i) walk(r, visit, ctx, depth + 1);
       return;
     }

@@ -312,8 +312,8 @@ int write_dump(lua_State*, const void* p, size_t size, void* ud) {
   return 0;
 }
 
-// Maps object pointers to message ids: a plain vector while small (the usual
-// message), a hash map once it grows.
+// Maps object pointers to message ids: a linear search in an inline array
+// while small (the usual message, with no allocation), a hash map once it grows.
 class SeenObjects {
  public:
   // The id of p, or -1.
@@ -322,32 +322,41 @@ class SeenObjects {
       auto it = index_.find(p);
       return it == index_.end() ? -1 : static_cast<long>(it->second);
     }
-    for (size_t i = 0; i < objects_.size(); ++i)
-      if (objects_[i] == p) return static_cast<long>(i);
+    for (size_t i = 0; i < size_; ++i)
+      if (at(i) == p) return static_cast<long>(i);
     return -1;
   }
   std::uint32_t add(const void* p) {
-    auto id = static_cast<std::uint32_t>(objects_.size());
-    objects_.push_back(p);
+    auto id = static_cast<std::uint32_t>(size_);
+    if (size_ < kInline)
+      inline_[size_] = p;
+    else
+      more_.push_back(p);
+    ++size_;
     if (!index_.empty()) {
       index_.emplace(p, id);
-    } else if (objects_.size() > kLinearLimit) {
-      for (size_t i = 0; i < objects_.size(); ++i) index_.emplace(objects_[i], static_cast<std::uint32_t>(i));
+    } else if (size_ > kLinearLimit) {
+      for (size_t i = 0; i < size_; ++i) index_.emplace(at(i), static_cast<std::uint32_t>(i));
     }
     return id;
   }
-  size_t size() const { return objects_.size(); }
+  size_t size() const { return size_; }
   // Forgets the objects numbered `mark` and above.
   void truncate(size_t mark) {
-    while (objects_.size() > mark) {
-      if (!index_.empty()) index_.erase(objects_.back());
-      objects_.pop_back();
+    while (size_ > mark) {
+      if (!index_.empty()) index_.erase(at(size_ - 1));
+      if (size_ > kInline) more_.pop_back();
+      --size_;
     }
   }
 
  private:
+  static constexpr size_t kInline = 8;
   static constexpr size_t kLinearLimit = 16;
-  std::vector<const void*> objects_;
+  const void* at(size_t i) const { return i < kInline ? inline_[i] : more_[i - kInline]; }
+  const void* inline_[kInline];
+  std::vector<const void*> more_;
+  size_t size_ = 0;
   std::unordered_map<const void*, std::uint32_t> index_;
 };
 
@@ -540,6 +549,7 @@ class Encoder {
     lua_Unsigned n = lua_rawlen(L_, idx);
     if (n > UINT32_MAX) return refuse("table (too long)");
     w_.u32(static_cast<std::uint32_t>(n));
+    size_t at = w_.reserve_u32();
     for (lua_Unsigned i = 1; i <= n; ++i) {
       lua_rawgeti(L_, idx, static_cast<lua_Integer>(i));
       if (!write(lua_gettop(L_), depth + 1)) {
@@ -549,7 +559,6 @@ class Encoder {
       }
       lua_pop(L_, 1);
     }
-    size_t at = w_.reserve_u32();
     std::uint32_t count = 0;
     lua_pushnil(L_);
     while (lua_next(L_, idx)) {
@@ -783,14 +792,15 @@ class Decoder {
     if (depth > fmt::kMaxDepth) throw fmt::FormatError("value nested too deeply");
     luaL_checkstack(L_, 4, "codec: value nested too deeply");
     std::size_t narr = r_.count(r_.u32(), 1);
-    lua_createtable(L_, static_cast<int>(narr), 0);
+    std::size_t nhash = r_.count(r_.u32(), 2);
+    if (narr + 2 * nhash > r_.remaining()) throw fmt::FormatError("count larger than the message");
+    lua_createtable(L_, static_cast<int>(narr), static_cast<int>(nhash));
     int t = lua_gettop(L_);
     keep(t);
     for (std::size_t i = 1; i <= narr; ++i) {
       read(depth + 1);
       lua_rawseti(L_, t, static_cast<lua_Integer>(i));
     }
-    std::size_t nhash = r_.count(r_.u32(), 2);
     for (std::size_t i = 0; i < nhash; ++i) {
       read(depth + 1);
       int key_type = lua_type(L_, -1);

@@ -8,7 +8,7 @@
 //   value   := Nil | False | True
 //            | Int i64 | Float f64
 //            | String len:varint byte{len}
-//            | Table narr:u32 value{narr} nhash:u32 (key value){nhash}   -- gets the next id
+//            | Table narr:u32 nhash:u32 value{narr} (key value){nhash}   -- gets the next id
 //            | Ref id:varint                   -- an object (table/function/object) seen before
 //            | Globals                         -- the receiver's globals table
 //            | Module name:str                 -- package.loaded[name], required if needed
