@@ -6,6 +6,7 @@
 
 // Each module's opener lives in its own binding file.
 int luaopen_plua_time(lua_State* L);
+int luaopen_plua_manager(lua_State* L);
 int luaopen_plua_lock(lua_State* L);
 int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
@@ -22,6 +23,7 @@ struct Module {
 // The plua modules, in api.md's order.
 constexpr Module kModules[] = {
     {"time", luaopen_plua_time},
+    {"manager", luaopen_plua_manager},
     {"queue", luaopen_plua_queue},
     {"lock", luaopen_plua_lock},
     {"subprocess", luaopen_plua_subprocess},
