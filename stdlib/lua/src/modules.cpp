@@ -8,6 +8,7 @@
 int luaopen_plua_time(lua_State* L);
 int luaopen_plua_manager(lua_State* L);
 int luaopen_plua_lock(lua_State* L);
+int luaopen_plua_shared(lua_State* L);
 int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
 int luaopen_plua_queue(lua_State* L);
@@ -26,6 +27,7 @@ constexpr Module kModules[] = {
     {"manager", luaopen_plua_manager},
     {"queue", luaopen_plua_queue},
     {"lock", luaopen_plua_lock},
+    {"shared", luaopen_plua_shared},
     {"subprocess", luaopen_plua_subprocess},
     {"process", luaopen_plua_process},
 };
