@@ -1,6 +1,7 @@
 // Lua binding of the `shared` module: shared.table (threads of one process),
 // shared.Value and shared.Array (fixed-type memory in the shared arena, for
 // threads and processes), and shared.update.
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -47,7 +48,9 @@ std::string encode_key(lua_State* L, int idx) {
     case LUA_TNUMBER: {
       lua_Integer i = 0;
       if (lua_isinteger(L, idx)) return core::SharedTable::encode_int_key(lua_tointeger(L, idx));
-      if (lua_numbertointeger(lua_tonumber(L, idx), &i)) return core::SharedTable::encode_int_key(i);
+      lua_Number f = lua_tonumber(L, idx);
+      // lua_numbertointeger truncates: only integral floats are integer keys.
+      if (std::floor(f) == f && lua_numbertointeger(f, &i)) return core::SharedTable::encode_int_key(i);
       lua_Number n = lua_tonumber(L, idx);
       if (n != n) luaL_argerror(L, idx, "shared.table index is NaN");
       std::string k(1 + sizeof n, 'f');
@@ -317,6 +320,7 @@ int value_newindex(lua_State* L) {
 // shared.Value(kind, [init]): init defaults to 0, 0.0 or false.
 int shared_value(lua_State* L) {
   core::ScalarKind kind = check_kind(L, 1);
+  lua_settop(L, 2);
   auto made = call_core(L, "shared.Value", [&] { return std::make_pair(core::SharedArray(kind, 1), core::RLock()); });
   push_array(L, std::move(made.first), std::move(made.second), kValue);
   if (!lua_isnoneornil(L, 2)) set_slot(L, *check_array(L, -1, kValue, "shared.Value").arr, 0, 2);
@@ -365,6 +369,7 @@ int array_len(lua_State* L) {
 // shared.Array(kind, size_or_list)
 int shared_array(lua_State* L) {
   core::ScalarKind kind = check_kind(L, 1);
+  lua_settop(L, 2);
   std::uint64_t n = 0;
   if (lua_istable(L, 2)) {
     n = lua_rawlen(L, 2);

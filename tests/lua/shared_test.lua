@@ -1,0 +1,162 @@
+local T = require "testing"
+local shared = require "shared"
+local lock = require "lock"
+local process = require "process"
+
+T.test("shared.table reads, writes, length, pairs, ipairs", function()
+  local t = shared.table{10, 20, 30, x = "y", [2.5] = true}
+  T.eq(#t, 3)
+  T.eq(t[1], 10); T.eq(t.x, "y"); T.eq(t[2.5], true); T.eq(t[4], nil)
+  t[4] = 40; T.eq(#t, 4)
+  t[2.0] = 21; T.eq(t[2], 21)          -- integral float keys are integers, as in Lua
+  local seen = {}
+  for k, v in pairs(t) do seen[k] = v end
+  T.deep(seen, {10, 21, 30, 40, x = "y", [2.5] = true})
+  local sum = 0
+  for _, v in ipairs(t) do sum = sum + v end
+  T.eq(sum, 101)
+  t[2] = nil; T.eq(#t, 1)
+  t.x = nil; T.eq(t.x, nil)
+end)
+
+T.test("every key is data: no method names hide keys", function()
+  local t = shared.table()
+  T.eq(t.update, nil); T.eq(t.get, nil)
+  t.update = 1; t.close = 2
+  T.eq(t.update, 1); T.eq(t.close, 2)
+end)
+
+T.test("values are copies; plua objects inside stay usable on every read", function()
+  local t = shared.table()
+  t.list = {1, {2}}
+  local a = t.list
+  a[1] = 99
+  T.eq(t.list[1], 1)
+  T.eq(t.list[2][1], 2)
+  t.l = lock.Lock()
+  T.eq(t.l:acquire(), true)
+  T.eq(t.l:locked(), true)          -- the same lock, read again
+  t.l:release()
+  t.inner = shared.table{z = 1}
+  t.inner.z = 2
+  T.eq(t.inner.z, 2)                -- a shared table inside is shared too
+end)
+
+T.test("bad keys and values are argument errors", function()
+  local t = shared.table()
+  T.raises(function() t[{}] = 1 end, "keys are numbers, strings or booleans")
+  T.raises(function() t[0/0] = 1 end, "NaN")
+  T.raises(function() t.co = coroutine.create(print) end, "cannot send")
+  T.raises(function() shared.table(5) end, "bad argument #1 to 'table'")
+end)
+
+T.test("shared.update applies fn under the lock and returns the new value", function()
+  local t = shared.table()
+  T.eq(shared.update(t, "n", function(old) return (old or 0) + 5 end), 5)
+  T.eq(shared.update(t, "n", function(old) return old * 2 end), 10)
+  T.eq(t.n, 10)
+  T.eq(shared.update(t, "n", function() return nil end), nil)
+  T.eq(t.n, nil)
+  T.raises(function() shared.update(t, "n", function() error("inside") end) end, "inside")
+  -- The lock was released by the error: the table still works.
+  t.n = 1
+  T.eq(t.n, 1)
+  T.raises(function() shared.update(t, "n") end, "bad argument #3 to 'update'")
+end)
+
+T.test("closing a shared.table twice is harmless", function()
+  local t = shared.table()
+  do local _ <close> = t end
+  T.raises(function() return t.x end, "closed")
+end)
+
+T.test("Value: kinds, defaults, checks, get_lock", function()
+  local i, f, b = shared.Value("int", 5), shared.Value("float"), shared.Value("bool", true)
+  T.eq(i.value, 5); T.eq(f.value, 0.0); T.eq(b.value, true)
+  i.value = i.value + 1; T.eq(i.value, 6)
+  i.value = 3.0; T.eq(i.value, 3)
+  f.value = 2; T.eq(f.value, 2.0)
+  T.raises(function() i.value = 1.5 end, "integer expected")
+  T.raises(function() b.value = 1 end, "boolean expected")
+  T.raises(function() i.other = 1 end, "only the field 'value'")
+  T.raises(function() shared.Value("string") end, "bad argument #1 to 'Value'")
+  local l = i:get_lock()
+  do
+    local _ <close> = l:guard()
+    T.eq(i:get_lock():acquire(false), true)   -- the same RLock, re-entered
+    i:get_lock():release()
+  end
+  T.eq(l:locked(), false)
+end)
+
+T.test("Array: size or list, 1-based and bounds-checked", function()
+  local a = shared.Array("int", 3)
+  T.eq(#a, 3); T.eq(a[1], 0)
+  a[3] = 7; T.eq(a[3], 7)
+  T.raises_kind(function() return a[0] end, "IndexError")
+  T.raises_kind(function() a[5] = 1 end, "IndexError")
+  T.eq(a[4], nil)                               -- one past the end ends ipairs
+  local f = shared.Array("float", {1, 2.5})
+  local got = {}
+  for k, v in ipairs(f) do got[k] = v end
+  T.deep(got, {1.0, 2.5})
+  T.raises(function() shared.Array("int", {1, "x"}) end, "integer expected")
+  T.raises(function() shared.Array("int", -1) end, "bad argument #2 to 'Array'")
+  local _ <close> = a:get_lock():guard()
+end)
+
+T.test("Value and Array between a parent and a forked child", function()
+  local v, a, done = shared.Value("int", 1), shared.Array("float", 2), lock.Event()
+  local p = process.Process{target = function(v, a, done)
+    v.value = v.value + 41
+    a[2] = 0.5
+    done:set()
+  end, args = {v, a, done}}
+  p:start()
+  T.eq(done:wait(10), true)
+  p:join(10)
+  T.eq(p.exitcode, 0)
+  T.eq(v.value, 42)
+  T.eq(a[2], 0.5)
+end)
+
+T.test("a fork child's writes to a shared.table stay in the child", function()
+  local t = shared.table()
+  local p = process.Process{target = function(t) t.x = 1 end, args = {t}}
+  p:start()
+  p:join(10)
+  T.eq(p.exitcode, 0)
+  T.eq(t.x, nil)
+end)
+
+T.test("a shared.table refuses to travel to a spawned process", function()
+  process.set_start_method("spawn", true)
+  local t = shared.table()
+  local p = process.Process{target = function(t) t.x = 1 end, args = {t}}
+  p:start()
+  p:join(20)
+  process.set_start_method("fork", true)
+  T.eq(p.exitcode, 1)    -- the child's decode raised "a shared.table cannot cross to another process"
+  T.eq(t.x, nil)
+end)
+
+T.test("Value, Lock and Event reach a spawned process by reference", function()
+  process.set_start_method("spawn", true)
+  local v, l, e = shared.Value("float", 1.5), lock.Lock(), lock.Event()
+  l:acquire()
+  local p = process.Process{target = function(v, l, e)
+    v.value = v.value * 2
+    l:release()              -- a Lock may be released by another process
+    e:set()
+  end, args = {v, l, e}}
+  p:start()
+  local ok = e:wait(20)
+  p:join(20)
+  process.set_start_method("fork", true)
+  T.eq(ok, true)
+  T.eq(p.exitcode, 0)
+  T.eq(v.value, 3.0)
+  T.eq(l:locked(), false)
+end)
+
+T.run()
