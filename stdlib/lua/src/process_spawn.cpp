@@ -182,6 +182,8 @@ std::shared_ptr<core::ChildProcess> spawn_process(lua_State* L, int handle_idx,
     SpawnOptions opts;
     for (size_t i = 0; i < sources.size(); ++i)
       posix_spawn_file_actions_adddup2(&opts.actions, sources[i].get(), kMessageFd + static_cast<int>(i));
+    // As Python's spawn: the child gets these and stdio, nothing else it may have inherited.
+    posix_spawn_file_actions_addclosefrom_np(&opts.actions, kMessageFd + static_cast<int>(sources.size()));
     // A forking thread may block signals; the child starts with none blocked.
     sigset_t none;
     sigemptyset(&none);
