@@ -1,0 +1,142 @@
+local T = require "testing"
+local manager = require "manager"
+local queue = require "queue"
+local time = require "time"
+
+-- A manager serving q (and a bounded queue) on a free loopback port.
+local function serving(key)
+  local q, small = queue.Queue(), queue.Queue(1)
+  local m = manager.BaseManager{address = {"127.0.0.1", 0}, authkey = key or "abc"}
+  m:register("get_q", function() return q end)
+  m:register("get_small", function() return small end)
+  m:start()
+  return m, q, small
+end
+
+T.test("kinds are exported as strings equal to themselves", function()
+  T.eq(manager.AuthenticationError, "AuthenticationError")
+  T.eq(manager.RemoteError, "RemoteError")
+  T.eq(manager.Empty, queue.Empty)
+  T.eq(manager.Full, queue.Full)
+end)
+
+T.test("port 0 picks a free port, told by .address", function()
+  local m <close> = serving()
+  T.eq(m.address[1], "127.0.0.1")
+  T.eq(math.type(m.address[2]), "integer")
+  T.ok(m.address[2] > 0)
+end)
+
+T.test("proxies put and get on the script's own queue", function()
+  local m <close>, q = serving()
+  local p = m:get_q()
+  T.ok(tostring(p):find("AutoProxy[get_q]", 1, true))
+  p:put(42)
+  p:put("h\xc3\xa9")
+  p:put("\xff\xfe")
+  p:put({1, 2.5, true, {x = "y"}})
+  T.eq(p:qsize(), 4)
+  T.eq(q:qsize(), 4, "the local queue holds what the proxy put")
+  T.eq(q:get(), 42)
+  T.eq(p:get(), "h\xc3\xa9")
+  T.eq(p:get(), "\xff\xfe", "non-UTF-8 strings travel as bytes")
+  T.deep(p:get(), {1, 2.5, true, {x = "y"}})
+  q:put("from the local side")
+  T.eq(p:get(true, 5), "from the local side")
+  T.eq(p:empty(), true)
+  T.eq(p:full(), false)
+end)
+
+T.test("Empty and Full come back as the queue module's kinds", function()
+  local m <close> = serving()
+  local p, s = m:get_q(), m:get_small()
+  local t0 = time.monotonic()
+  local err = T.raises_kind(function() p:get(true, 0.1) end, queue.Empty)
+  T.ok(time.monotonic() - t0 >= 0.09, "get waited for its timeout on the server")
+  T.eq(tostring(err), "Empty: queue is empty")
+  T.raises_kind(function() p:get(false) end, queue.Empty)
+  T.raises_kind(function() p:get_nowait() end, queue.Empty)
+  s:put(1)
+  T.eq(s:full(), true)
+  T.raises_kind(function() s:put(2, true, 0.05) end, queue.Full)
+  T.raises_kind(function() s:put_nowait(2) end, queue.Full)
+  T.eq(s:get(), 1)
+end)
+
+T.test("a wrong key raises AuthenticationError and the server goes on", function()
+  local m <close> = serving("right")
+  local port = m.address[2]
+  local bad = manager.BaseManager{address = {"127.0.0.1", port}, authkey = "wrong"}
+  bad:register("get_q")
+  T.raises_kind(function() bad:connect() end, manager.AuthenticationError)
+  T.raises_kind(function() bad:get_q() end, manager.AuthenticationError)
+  local good = manager.BaseManager{address = {"127.0.0.1", port}, authkey = "right"}
+  good:register("get_q")
+  good:connect()
+  local p = good:get_q()
+  p:put("ok")
+  T.eq(p:get(), "ok")
+end)
+
+T.test("server-side errors arrive as RemoteError with the server's traceback", function()
+  local m <close> = serving()
+  local c = manager.BaseManager{address = {"127.0.0.1", m.address[2]}, authkey = "abc"}
+  c:register("no_such_typeid")
+  local err = T.raises_kind(function() c:no_such_typeid() end, manager.RemoteError)
+  T.ok(err.traceback:find("KeyError", 1, true), err.traceback)
+end)
+
+T.test("misuse is an argument error", function()
+  T.raises(function() manager.BaseManager() end, "bad argument #1 to 'BaseManager'")
+  T.raises(function() manager.BaseManager{address = {"127.0.0.1", 0}} end, "authkey")
+  T.raises(function() manager.BaseManager{address = {"127.0.0.1", 70000}, authkey = "k"} end, "port")
+  local fresh = manager.BaseManager{address = {"127.0.0.1", 0}, authkey = "k"}
+  T.raises(function() fresh:register("start") end, "BaseManager member")
+  T.raises(function() fresh:register("x", 5) end, "bad argument #2 to 'register'")
+  local m <close> = serving()
+  T.raises(function() m:register("late") end, "already running")
+  local p = m:get_q()
+  T.raises(function() p:get(true, -1) end, "bad argument #2 to 'get'")
+  T.raises(function() p:get("yes") end, "bad argument #1 to 'get'")
+  T.raises(function() p:put() end, "bad argument #1 to 'put'")
+  T.raises(function() p:put(coroutine.create(print)) end, "cannot send")
+end)
+
+T.test("start needs callables that return queues", function()
+  local m = manager.BaseManager{address = {"127.0.0.1", 0}, authkey = "k"}
+  m:register("bad", function() return 5 end)
+  T.raises(function() m:start() end, "must return a queue.Queue")
+  m:shutdown()
+end)
+
+T.test("shutdown stops serving; twice is harmless", function()
+  local m = serving()
+  local port = m.address[2]
+  m:shutdown()
+  m:shutdown()
+  local c = manager.BaseManager{address = {"127.0.0.1", port}, authkey = "abc"}
+  T.raises(function() c:connect() end, "manager:connect")
+end)
+
+T.test("a blocked remote get does not stall other clients", function()
+  local m <close>, q, small = serving()
+  local thread_ok, thread = pcall(require, "thread")
+  if not thread_ok then return end
+  local port = m.address[2]
+  local t = thread.Thread{target = function()
+    local mm = require("manager").BaseManager{address = {"127.0.0.1", port}, authkey = "abc"}
+    mm:register("get_q")
+    return mm:get_q():get(true, 20)
+  end}
+  t:start()
+  local s = m:get_small()
+  for i = 1, 20 do
+    s:put(i)
+    T.eq(s:get(), i)
+  end
+  q:put("wake")
+  T.ok(t:join(20), "the blocked getter finished")
+  T.eq(t:result(), "wake")
+end)
+
+T.run()
