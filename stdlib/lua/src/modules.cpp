@@ -11,6 +11,7 @@ int luaopen_plua_lock(lua_State* L);
 int luaopen_plua_shared(lua_State* L);
 int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
+int luaopen_plua_pool(lua_State* L);
 int luaopen_plua_queue(lua_State* L);
 
 namespace plua::lua {
@@ -30,6 +31,7 @@ constexpr Module kModules[] = {
     {"shared", luaopen_plua_shared},
     {"subprocess", luaopen_plua_subprocess},
     {"process", luaopen_plua_process},
+    {"pool", luaopen_plua_pool},
 };
 
 }  // namespace
