@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <new>
+#include <pthread.h>
 #include <random>
 
 #include "plua/core/codec_format.hpp"
@@ -310,6 +311,29 @@ TEST_F(Codec, NestingUpToTheLimitTravels) {
     for i = 1, 1000 do t = t[1] end
     assert(t == "bottom")
   )");
+}
+
+// The depth limit must fit the C stack of a thread with a modest stack.
+TEST(CodecStack, NestingAtTheLimitFitsInAOneMegabyteStack) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 1 << 20);
+  std::string err = "thread did not run";
+  auto body = [](void* arg) -> void* {
+    auto* out = static_cast<std::string*>(arg);
+    State a, b;
+    *out = a.try_run("local t = {} for i = 1, 999 do t = {t, f = function() return t end} end deep = t");
+    if (out->empty()) {
+      send(a, b, "deep");
+      *out = b.try_run("local t = codec_decode(msg) for i = 1, 999 do t = t[1] end assert(next(t) == nil)");
+    }
+    return nullptr;
+  };
+  pthread_t id;
+  ASSERT_EQ(pthread_create(&id, &attr, body, &err), 0);
+  pthread_join(id, nullptr);
+  pthread_attr_destroy(&attr);
+  EXPECT_EQ(err, "");
 }
 
 TEST_F(Codec, DeepNestingIsRefusedWithoutOverflow) {

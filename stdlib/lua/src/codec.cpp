@@ -169,6 +169,11 @@ void index_module_functions(lua_State* L, int cache, const char* name, bool is_g
 void build_names(lua_State* L) {
   lua_newtable(L);
   int cache = lua_gettop(L);
+  // Weak keys: a module dropped from package.loaded is not kept alive by the cache.
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, cache);
   // The standard globals under their standard names, which every destination has.
   for (const auto& [name, fn] : fresh_globals().functions) {
     lua_pushcfunction(L, fn);
