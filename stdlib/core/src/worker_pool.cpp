@@ -618,7 +618,12 @@ void WorkerPool::on_result(Worker& w, const Frame& f) {
   chunk_seconds_ = chunk_seconds_ < 0 ? f.seconds : 0.8 * chunk_seconds_ + 0.2 * f.seconds;
   ChunkOutcome outcome;
   outcome.status = f.ok ? ChunkOutcome::Status::ok : ChunkOutcome::Status::error;
-  outcome.payload.assign(f.payload);
+  if (!f.ok && state_ == State::terminating) {
+    // The error is terminate's own interrupt of the task.
+    outcome.status = ChunkOutcome::Status::terminated;
+  } else {
+    outcome.payload.assign(f.payload);
+  }
   finish_chunk(chunk, std::move(outcome));
 }
 

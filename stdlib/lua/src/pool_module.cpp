@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -66,11 +67,16 @@ struct FunctionRef {
   std::shared_ptr<const PoolFunction> fn;
 };
 
-bool has_objects(std::string_view message) {
+// True if the message holds plua objects (by-reference values, decoded at most once).
+bool has_objects(std::string_view message) noexcept {
   bool found = false;
-  core::codec::visit_objects(
-      message, [](void* ctx, std::string_view, std::string_view, std::string_view) { *static_cast<bool*>(ctx) = true; },
-      &found);
+  try {
+    core::codec::visit_objects(
+        message, [](void* ctx, std::string_view, std::string_view, std::string_view) { *static_cast<bool*>(ctx) = true; },
+        &found);
+  } catch (const std::exception&) {
+    return true;  // unreadable here: treated as single-use
+  }
   return found;
 }
 

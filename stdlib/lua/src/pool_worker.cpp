@@ -1,8 +1,10 @@
 #include "pool_worker.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <deque>
@@ -219,6 +221,9 @@ void define(lua_State* L, const Frame& f, std::deque<std::uint64_t>& order) {
   lua_settop(L, cache - 1);
 }
 
+// The interrupt signal once its handler is installed (0 before).
+std::atomic<int> g_installed_signal{0};
+
 void on_interrupt_signal(int) {
   int saved = errno;
   interrupt_this_thread();
@@ -235,6 +240,7 @@ int interrupt_signal() {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     ::sigaction(s, &sa, nullptr);
+    g_installed_signal.store(s, std::memory_order_release);
     return s;
   }();
   return sig;
@@ -286,6 +292,14 @@ int run(int in_fd, int out_fd, std::string kit, std::uint64_t max_tasks) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "plua: pool worker: %s\n", e.what());
   }
+  // Leaving: a late interrupt from terminate must not cut the shutdown hooks short.
+  if (int sig = g_installed_signal.load(std::memory_order_acquire)) {
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, sig);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
+  }
+  clear_interrupt(L);
   detach_this_thread();
   run_shutdown_hooks(L);
   lua_close(L);
