@@ -1,0 +1,135 @@
+// Threads of execution with Python's threading vocabulary: a name, an ident,
+// a native id, alive/finished, an interruptible join, and a process-wide
+// registry for enumerate()/active_count(). No Lua in it: a body is a
+// std::function, its outcome is bytes the binding chooses.
+//
+// OS threads are reused: a finished body leaves its OS thread parked for a
+// short while (kIdleKeepAlive) so the next start() skips thread creation,
+// which is most of the cost of a short-lived thread. Every OS thread this file
+// creates has SIGINT blocked, so Ctrl-C reaches the process's main thread.
+//
+// Thread-safety: every member may be called from any thread.
+// Fork: in a child process only the forking thread exists; the registry and
+// the parked threads are reset there (pthread_atfork), threads started in the
+// parent read as finished and the forking thread becomes the main thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plua/core/cancel.hpp"
+
+namespace plua::core {
+
+// How long a parked OS thread waits for a new body before it exits.
+inline constexpr std::chrono::milliseconds kIdleKeepAlive{2000};
+
+class Thread : public std::enable_shared_from_this<Thread> {
+ public:
+  using Body = std::function<void()>;
+
+  // What a body leaves for whoever reads the outcome (the binding's encoding).
+  struct Outcome {
+    bool ok = true;
+    std::string values;     // encoded return values (ok) or error value (not ok)
+    std::string message;    // not ok: the error as text
+    std::string traceback;  // not ok: where it was raised
+  };
+
+  struct Options {
+    std::string name;     // empty: "Thread-N", numbered as Python does
+    bool daemon = false;  // daemon threads are not waited for at exit
+    bool timer = false;   // a Timer (a thread whose body waits to be cancelled first)
+  };
+
+  // A thread that is not started yet.
+  static std::shared_ptr<Thread> create(Options options);
+
+  // Runs body on an OS thread. Throws std::logic_error if started before.
+  void start(Body body);
+
+  // Waits until the body has finished (true) or the deadline passes (false).
+  // Throws std::logic_error for a thread never started or for the calling
+  // thread itself, and Interrupted when the caller is asked to stop.
+  bool join(const Deadline& deadline);
+
+  bool started() const noexcept { return state_.load(std::memory_order_acquire) != State::created; }
+  bool is_alive() const noexcept { return state_.load(std::memory_order_acquire) == State::running; }
+  bool finished() const noexcept { return state_.load(std::memory_order_acquire) == State::finished; }
+  bool daemon() const noexcept { return daemon_; }
+  bool is_timer() const noexcept { return timer_; }
+  bool is_main() const noexcept { return main_; }
+  std::string name() const;
+  void set_name(std::string name);
+  // pthread_self() of the OS thread running the body; nullopt before start.
+  std::optional<std::uint64_t> ident() const;
+  // The kernel's thread id (gettid); nullopt before start.
+  std::optional<std::int64_t> native_id() const;
+
+  // Set by the body before it returns; read after join.
+  void set_outcome(Outcome outcome);
+  // The outcome once finished, nullopt before.
+  std::optional<Outcome> outcome() const;
+
+  // A one-shot cancel request a body may wait on (Timer's cancel()).
+  void cancel();
+  bool cancelled() const;
+  // Waits until cancel() (true) or the deadline (false); interruptible.
+  bool wait_cancelled(const Deadline& deadline);
+
+  // The Thread running the calling OS thread: the body's Thread inside a
+  // body, the main thread on the process's main thread, otherwise a "Dummy-N"
+  // thread made for this OS thread (as Python's _DummyThread).
+  static std::shared_ptr<Thread> current();
+  // The process's main thread ("MainThread").
+  static std::shared_ptr<Thread> main_thread();
+  // Every alive thread, the main thread first, then in order of start.
+  static std::vector<std::shared_ptr<Thread>> enumerate();
+  static std::size_t active_count();
+  // pthread_self() of the calling thread, as Python's get_ident().
+  static std::uint64_t current_ident() noexcept;
+  // True when the calling OS thread is running a body started here.
+  static bool in_started_thread() noexcept;
+  // Joins every alive non-daemon thread (the exit rule), including threads
+  // started meanwhile; interruptible, gives up at the deadline (false).
+  static bool join_non_daemon(const Deadline& deadline);
+
+  Thread(const Thread&) = delete;
+  Thread& operator=(const Thread&) = delete;
+
+ private:
+  enum class State { created, running, finished };
+  struct Token {};
+
+ public:
+  Thread(Token, Options options, bool main);  // use create()
+
+ private:
+  friend struct ThreadInternals;
+  // Runs the body on the calling OS thread; the caller then marks it finished.
+  void run(Body& body) noexcept;
+  void forget_current() noexcept;
+  void mark_finished() noexcept;
+
+  const bool daemon_;
+  const bool timer_;
+  const bool main_;
+  std::atomic<State> state_{State::created};
+  std::atomic<std::uint64_t> ident_{0};
+  std::atomic<std::int64_t> native_id_{0};
+  mutable std::mutex mu_;
+  std::condition_variable finished_cv_;
+  std::string name_;                 // guarded by mu_
+  std::optional<Outcome> outcome_;   // guarded by mu_
+  bool cancelled_ = false;           // guarded by mu_
+};
+
+}  // namespace plua::core

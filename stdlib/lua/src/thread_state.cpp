@@ -1,0 +1,103 @@
+#include "plua/lua/thread_state.hpp"
+
+#include <cstring>
+#include <new>
+
+#include "plua/lua/modules.hpp"
+
+namespace plua::lua {
+namespace {
+
+// Registry key marking a thread state (its address is unique).
+char kThreadStateKey;
+
+struct Library {
+  const char* name;
+  lua_CFunction open;
+};
+
+// Opened on first use; base, package and string are opened eagerly (strings
+// need their metatable from the first instruction).
+constexpr Library kLazy[] = {
+    {LUA_TABLIBNAME, luaopen_table},   {LUA_MATHLIBNAME, luaopen_math},
+    {LUA_IOLIBNAME, luaopen_io},       {LUA_OSLIBNAME, luaopen_os},
+    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_UTF8LIBNAME, luaopen_utf8},
+    {LUA_DBLIBNAME, luaopen_debug},
+};
+
+// Opens library `lib` as luaL_openlibs would, unless it is open already;
+// leaves nothing on the stack.
+void open_library(lua_State* L, const Library& lib) {
+  luaL_requiref(L, lib.name, lib.open, 1);
+  lua_pop(L, 1);
+}
+
+// _G's __index: a missing global that names a lazy library opens it.
+int lazy_global(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char* name = lua_tostring(L, 2);
+    for (const Library& lib : kLazy) {
+      if (std::strcmp(lib.name, name) == 0) {
+        luaL_requiref(L, lib.name, lib.open, 1);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+// setmetatable, wrapped: replacing _G's metatable first opens every library,
+// because the lazy ones would be unreachable afterwards.
+int guarded_setmetatable(lua_State* L) {
+  lua_pushglobaltable(L);
+  bool globals = lua_rawequal(L, 1, -1);
+  lua_pop(L, 1);
+  if (globals) open_lazy_libraries(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+}  // namespace
+
+lua_State* new_thread_state() {
+  lua_State* L = luaL_newstate();
+  if (L == nullptr) throw std::bad_alloc();
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_pop(L, 3);
+  // require "math" works too: the lazy libraries are preloaded.
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const Library& lib : kLazy) {
+    lua_pushcfunction(L, lib.open);
+    lua_setfield(L, -2, lib.name);
+  }
+  lua_pop(L, 1);
+  preload_modules(L);
+  lua_pushglobaltable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_global);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_getfield(L, -1, "setmetatable");
+  lua_pushcclosure(L, guarded_setmetatable, 1);
+  lua_setfield(L, -2, "setmetatable");
+  lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kThreadStateKey);
+  return L;
+}
+
+void open_lazy_libraries(lua_State* L) {
+  for (const Library& lib : kLazy) open_library(L, lib);
+}
+
+bool is_thread_state(lua_State* L) {
+  bool yes = lua_rawgetp(L, LUA_REGISTRYINDEX, &kThreadStateKey) == LUA_TBOOLEAN;
+  lua_pop(L, 1);
+  return yes;
+}
+
+}  // namespace plua::lua
