@@ -6,6 +6,8 @@
 
 // Each module's opener lives in its own binding file.
 int luaopen_plua_time(lua_State* L);
+int luaopen_plua_thread(lua_State* L);
+int luaopen_plua_threadlocal(lua_State* L);
 int luaopen_plua_manager(lua_State* L);
 int luaopen_plua_lock(lua_State* L);
 int luaopen_plua_shared(lua_State* L);
@@ -25,6 +27,8 @@ struct Module {
 // The plua modules, in api.md's order.
 constexpr Module kModules[] = {
     {"time", luaopen_plua_time},
+    {"thread", luaopen_plua_thread},
+    {"threadlocal", luaopen_plua_threadlocal},
     {"manager", luaopen_plua_manager},
     {"queue", luaopen_plua_queue},
     {"lock", luaopen_plua_lock},
