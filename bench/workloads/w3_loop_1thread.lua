@@ -1,0 +1,20 @@
+-- W3: the CPU loop s = s + (i*i) % 7 for i = 1..1e8 in one thread, started and joined (seconds).
+local thread = require "thread"
+local time = require "time"
+
+local N = 100000000
+
+local function loop(lo, hi)
+  local s = 0
+  for i = lo, hi do s = s + (i * i) % 7 end
+  return s
+end
+
+local t0 = time.perf_counter()
+local t = thread.Thread{target = loop, args = {1, N}}
+t:start()
+t:join()
+local s = t:result()
+local elapsed = time.perf_counter() - t0
+print("sum", s)
+print(("RESULT %.2f s lower"):format(elapsed))
