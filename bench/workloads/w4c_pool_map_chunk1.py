@@ -1,0 +1,24 @@
+# W4c Pool(2):map of a squaring function over 100,000 integers with chunksize=1 (one task per item) (tasks/s).
+# The pool is started and warmed up first; the map is timed, best of 3.
+from multiprocessing import Pool
+import time
+
+N = 100000
+
+
+def square(x):
+    return x * x
+
+
+if __name__ == "__main__":
+    with Pool(2) as p:
+        xs = list(range(1, N + 1))
+        p.map(square, [1, 2, 3, 4])
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            r = p.map(square, xs, chunksize=1)
+            elapsed = time.perf_counter() - t0
+            assert len(r) == N and r[-1] == N * N
+            best = min(best, elapsed)
+    print(f"RESULT {N / best:.0f} tasks/s higher")
