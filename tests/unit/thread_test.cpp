@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <set>
 #include <thread>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace plua::core;
@@ -256,4 +257,32 @@ TEST(Thread, ManyConcurrentThreads) {
   }
   for (auto& t : ts) EXPECT_TRUE(t->join(Deadline::after(10)));
   EXPECT_EQ(count.load(), 64);
+}
+
+TEST(Thread, ForkChildStartsClean) {
+  // In the child only the forking thread exists: the registry and the parked
+  // OS threads of the parent must not be believed there.
+  Gate gate;
+  auto parked = Thread::create({});
+  parked->start([] {});
+  ASSERT_TRUE(parked->join(Deadline::after(10)));  // leaves a parked worker
+  auto busy = Thread::create({});
+  busy->start([&] { gate.wait(30); });
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    bool ok = Thread::active_count() == 1 && !busy->is_alive() && Thread::current() == Thread::main_thread();
+    std::atomic<int> ran{0};
+    auto t = Thread::create({});
+    t->start([&] { ran = 1; });
+    ok = ok && t->join(Deadline::after(10)) && ran.load() == 1;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(busy->is_alive());
+  gate.release();
+  EXPECT_TRUE(busy->join(Deadline::after(10)));
 }
