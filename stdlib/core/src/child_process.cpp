@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -156,6 +157,26 @@ void reap_orphans() {
     // Ended children leave the list; unheld running ones stay to be reaped later.
     return c->poll().has_value();
   });
+}
+
+namespace {
+std::mutex g_exit_hooks_mu;
+std::vector<void (*)()> g_exit_hooks;  // guarded by g_exit_hooks_mu
+}  // namespace
+
+void add_fork_child_exit_hook(void (*fn)()) {
+  std::lock_guard lock(g_exit_hooks_mu);
+  if (std::find(g_exit_hooks.begin(), g_exit_hooks.end(), fn) == g_exit_hooks.end())
+    g_exit_hooks.push_back(fn);
+}
+
+void run_fork_child_exit_hooks() noexcept {
+  std::vector<void (*)()> hooks;
+  {
+    std::lock_guard lock(g_exit_hooks_mu);
+    hooks = g_exit_hooks;
+  }
+  for (auto fn : hooks) fn();
 }
 
 }  // namespace plua::core

@@ -241,6 +241,7 @@ int run_target(lua_State* L, const std::string& name) {
   } catch (const std::exception&) {
     // An interrupt while joining the child's own children: leave anyway.
   }
+  core::run_fork_child_exit_hooks();
   std::fflush(nullptr);
   ::_exit(status);
 }

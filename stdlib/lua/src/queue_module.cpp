@@ -11,8 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include <pthread.h>
 #include <unistd.h>
 
+#include "plua/core/child_process.hpp"
 #include "plua/core/connection.hpp"
 #include "plua/core/message_queue.hpp"
 #include "plua/core/wait_any.hpp"
@@ -77,9 +79,44 @@ Failure attempt(Body&& body) {
 
 // ---------------------------------------------------------------- queues
 
+// A Lua handle holds one counted reference to the shared queue. Handles are
+// listed, so that a fork child, which inherits copies of them, counts its
+// own references (at fork) and gives them back when it leaves with _exit.
 struct QueueHandle {
   core::SharedRef<MessageQueue> q;
+  QueueHandle* prev = nullptr;  // the list, guarded by g_handles_mu
+  QueueHandle* next = nullptr;
 };
+
+std::mutex g_handles_mu;
+QueueHandle* g_handles = nullptr;  // guarded by g_handles_mu
+
+void list_handle(QueueHandle* h) {
+  std::lock_guard lock(g_handles_mu);
+  h->next = g_handles;
+  if (g_handles) g_handles->prev = h;
+  g_handles = h;
+}
+
+void unlist_handle(QueueHandle* h) {
+  std::lock_guard lock(g_handles_mu);
+  if (h->prev) h->prev->next = h->next; else g_handles = h->next;
+  if (h->next) h->next->prev = h->prev;
+  h->prev = h->next = nullptr;
+}
+
+// In a fork child: the inherited handles are this process's references now.
+void retain_inherited() {
+  for (QueueHandle* h = g_handles; h; h = h->next)
+    if (h->q) core::shared_arena::retain(h->q.get());
+  g_handles_mu.unlock();
+}
+
+// Before a fork child's _exit: give back every reference its handles hold.
+void release_all_handles() {
+  std::lock_guard lock(g_handles_mu);
+  for (QueueHandle* h = g_handles; h; h = h->next) h->q.reset();
+}
 
 MessageQueue& check_queue(lua_State* L, int idx = 1) {
   auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, idx, kQueueType));
@@ -90,6 +127,7 @@ MessageQueue& check_queue(lua_State* L, int idx = 1) {
 void push_queue(lua_State* L, core::SharedRef<MessageQueue> q) {
   auto* h = static_cast<QueueHandle*>(lua_newuserdatauv(L, sizeof(QueueHandle), 0));
   new (h) QueueHandle{std::move(q)};
+  list_handle(h);
   luaL_setmetatable(L, kQueueType);
 }
 
@@ -214,6 +252,7 @@ int queue_release(lua_State* L) {
 
 int queue_gc(lua_State* L) {
   auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType));
+  unlist_handle(h);
   h->~QueueHandle();
   return 0;
 }
@@ -536,6 +575,12 @@ constexpr luaL_Reg kFunctions[] = {
 
 int luaopen_plua_queue(lua_State* L) {
   using namespace plua::lua;
+  static bool once = [] {
+    pthread_atfork([] { g_handles_mu.lock(); }, [] { g_handles_mu.unlock(); }, retain_inherited);
+    plua::core::add_fork_child_exit_hook(release_all_handles);
+    return true;
+  }();
+  (void)once;
   if (luaL_newmetatable(L, kQueueType)) {
     luaL_setfuncs(L, kQueueMeta, 0);
     luaL_newlib(L, kQueueMethods);

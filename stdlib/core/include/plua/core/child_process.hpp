@@ -71,6 +71,12 @@ std::vector<std::shared_ptr<ChildProcess>> active_children();
 // Reaps ended children that nobody holds a handle to any more.
 void reap_orphans();
 
+// Functions a fork child runs right before it leaves with _exit (after its
+// target): how objects it inherited give back what they hold in shared
+// memory. Registration is process-wide and idempotent.
+void add_fork_child_exit_hook(void (*fn)());
+void run_fork_child_exit_hooks() noexcept;
+
 // The pid this process had when it last forked or started (cheap; updated in
 // fork children).
 pid_t current_pid() noexcept;
