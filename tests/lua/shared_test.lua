@@ -159,4 +159,10 @@ T.test("Value, Lock and Event reach a spawned process by reference", function()
   T.eq(l:locked(), false)
 end)
 
+T.test("collected shared tables release what they hold", function()
+  -- Runs the finalizers of the tables above (os.exit in T.run does not close the state).
+  collectgarbage()
+  collectgarbage()
+end)
+
 T.run()
