@@ -144,12 +144,7 @@ int run_target(lua_State* L) {
   auto* ctx = static_cast<RunContext*>(lua_touserdata(L, 1));
   Payload& p = *ctx->payload;
   p.consumed = true;  // decoding takes the references over, even when it fails midway
-  lua_getglobal(L, "package");
-  lua_pushlstring(L, p.path.data(), p.path.size());
-  lua_setfield(L, -2, "path");
-  lua_pushlstring(L, p.cpath.data(), p.cpath.size());
-  lua_setfield(L, -2, "cpath");
-  lua_pop(L, 1);
+  pl::set_package_paths(L, p.path, p.cpath);
   pl::apply_globals(L, p.globals);
   int base = lua_gettop(L);
   pl::decode(L, p.target);
@@ -410,7 +405,8 @@ constexpr luaL_Reg kMethods[] = {
 // Fields: name, ident, native_id, daemon; then the methods.
 int thread_index(lua_State* L) {
   core::Thread& t = check_thread(L, 1);
-  const char* key = luaL_checkstring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  const char* key = lua_tostring(L, 2);
   std::string_view k(key);
   if (k == "name") {
     std::string name = t.name();

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <new>
+#include <string_view>
 
 #include "plua/lua/modules.hpp"
 
@@ -10,6 +11,8 @@ namespace {
 
 // Registry key marking a thread state (its address is unique).
 char kThreadStateKey;
+// Registry key of {path=, cpath=} waiting for the package library to open.
+char kPathsKey;
 
 struct Library {
   const char* name;
@@ -32,10 +35,42 @@ void open_library(lua_State* L, const Library& lib) {
   lua_pop(L, 1);
 }
 
+// Opens the package library (require, package.*) unless it is open, with the
+// paths set_package_paths() stashed; leaves nothing on the stack.
+void open_package(lua_State* L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  bool open = lua_getfield(L, -1, LUA_LOADLIBNAME) == LUA_TTABLE;
+  lua_pop(L, 2);
+  if (open) return;
+  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kPathsKey) == LUA_TTABLE) {
+    lua_getfield(L, -1, "path");
+    lua_setfield(L, -3, "path");
+    lua_getfield(L, -1, "cpath");
+    lua_setfield(L, -3, "cpath");
+  }
+  lua_pop(L, 2);
+}
+
+// The global require until the package library is open: opens it (which
+// replaces this global with the real require) and calls the real one.
+int lazy_require(lua_State* L) {
+  open_package(L);
+  lua_getglobal(L, "require");
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 // _G's __index: a missing global that names a lazy library opens it.
 int lazy_global(lua_State* L) {
   if (lua_type(L, 2) == LUA_TSTRING) {
     const char* name = lua_tostring(L, 2);
+    if (std::strcmp(name, LUA_LOADLIBNAME) == 0) {
+      open_package(L);
+      lua_getglobal(L, LUA_LOADLIBNAME);
+      return 1;
+    }
     for (const Library& lib : kLazy) {
       if (std::strcmp(lib.name, name) == 0) {
         luaL_requiref(L, lib.name, lib.open, 1);
@@ -65,10 +100,12 @@ lua_State* new_thread_state() {
   lua_State* L = luaL_newstate();
   if (L == nullptr) throw std::bad_alloc();
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  lua_pop(L, 3);
-  // require "math" works too: the lazy libraries are preloaded.
+  lua_pop(L, 2);
+  lua_pushcfunction(L, lazy_require);
+  lua_setglobal(L, "require");
+  // require "math" works too: the lazy libraries are preloaded (the package
+  // library adopts this registry table when it opens).
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const Library& lib : kLazy) {
     lua_pushcfunction(L, lib.open);
@@ -91,7 +128,24 @@ lua_State* new_thread_state() {
 }
 
 void open_lazy_libraries(lua_State* L) {
+  open_package(L);
   for (const Library& lib : kLazy) open_library(L, lib);
+}
+
+void set_package_paths(lua_State* L, std::string_view path, std::string_view cpath) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE) {
+    // Not open yet: kept for open_package.
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kPathsKey);
+  }
+  lua_pushlstring(L, path.data(), path.size());
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, cpath.data(), cpath.size());
+  lua_setfield(L, -2, "cpath");
+  lua_pop(L, 2);
 }
 
 bool is_thread_state(lua_State* L) {

@@ -1,14 +1,16 @@
 // The lua_State of a plua thread (or of a thread pool's worker): made for one
 // OS thread and cheap to create. Opening every standard library costs more
-// than starting the OS thread, so only base, package and string are opened at
-// once; table, math, io, os, coroutine, utf8 and debug open on first use (as
-// globals through a metatable on _G, or with require), and the plua modules
-// are in package.preload.
+// than starting the OS thread, so only base and string are opened at once;
+// package opens on the first `require` or use of `package`; table, math, io,
+// os, coroutine, utf8 and debug open on first use (as globals through a
+// metatable on _G, or with require); the plua modules are in package.preload.
 //
 // The lazy globals live in _G's metatable (__index). A script that replaces
 // _G's metatable (setmetatable(_G, mt)) first gets every library opened, so
 // nothing is missing afterwards.
 #pragma once
+
+#include <string_view>
 
 #include "plua/lua/lua.hpp"
 
@@ -19,6 +21,9 @@ lua_State* new_thread_state();
 
 // Opens every library still waiting to be opened (a no-op when all are).
 void open_lazy_libraries(lua_State* L);
+
+// Sets package.path and package.cpath (now, or when package opens).
+void set_package_paths(lua_State* L, std::string_view path, std::string_view cpath);
 
 // True for a state made by new_thread_state().
 bool is_thread_state(lua_State* L);
