@@ -252,6 +252,20 @@ T.test("globals are a copy taken at start()", function()
   T.eq(counter, 2)
 end)
 
+T.test("a global function using modules as upvalues runs in a thread (the tutorial's shape)", function()
+  local out, code = run_child([[
+    local thread = require "thread"
+    local time = require "time"
+    function loop() return thread.current_thread().name, time.monotonic() > 0 end
+    local t = thread.Thread{target = loop, name = "LoopThread"}
+    t:start()
+    t:join()
+    io.write(table.concat({tostring(select(1, t:result())), tostring(select(2, t:result()))}, " "), "\n")
+  ]])
+  T.eq(out, "LoopThread true\n")
+  T.eq(code, 0)
+end)
+
 T.test("threads have the standard library and the plua modules", function()
   local t = thread.Thread{target = function()
     local time = require "time"
