@@ -372,6 +372,37 @@ T.test("a to-be-closed Popen closes its pipes and waits, as Python's with", func
   T.eq(tostring(p), "<Popen: returncode: 4 args: ['sh', '-c', 'cat >/dev/null; exit 4']>")
 end)
 
+T.test("subprocess works from several plua threads at once", function()
+  local thread = require "thread"
+  local function work(n)
+    local subprocess = require "subprocess"
+    local good = 0
+    local data = ("thread " .. n .. "\n"):rep(100000)
+    for i = 1, 10 do
+      local r = subprocess.run{"sh", "-c", "echo $0", tostring(n * 100 + i), capture_output = true}
+      if r.stdout == (n * 100 + i) .. "\n" then good = good + 1 end
+      local p = subprocess.Popen{"sh", "-c", "tee /dev/stderr", stdin = subprocess.PIPE,
+                                 stdout = subprocess.PIPE, stderr = subprocess.PIPE}
+      local out, err = p:communicate(data, 60)
+      if out == data and err == data and p.returncode == 0 then good = good + 1 end
+    end
+    local ok, e = pcall(subprocess.run, {"plua-no-such-program"})
+    if not ok and e.kind == subprocess.FileNotFoundError then good = good + 1 end
+    return good
+  end
+  local threads = {}
+  for n = 1, 3 do
+    threads[n] = thread.Thread{target = work, args = {n}}
+    threads[n]:start()
+  end
+  local main_good = work(0)
+  T.eq(main_good, 21)
+  for n = 1, 3 do
+    T.eq(threads[n]:join(120), true)
+    T.eq(threads[n]:result(), 21, "thread " .. n)
+  end
+end)
+
 T.test("misuse is an argument error", function()
   T.raises(function() sp.run() end, "bad argument #1 to 'run'")
   T.raises(function() sp.run(42) end, "bad argument #1 to 'run'")
