@@ -1,5 +1,6 @@
 #include "sigint_guard.hpp"
 
+#include <unistd.h>
 
 #include "plua/core/cancel.hpp"
 #include "plua/lua/interrupt.hpp"
@@ -7,13 +8,16 @@
 namespace plua::host {
 namespace {
 
-// The thread a Ctrl-C is meant for; written before a handler is installed.
+// The thread a Ctrl-C is meant for, and its process (a forked child has only
+// the forking thread, so there the target means nothing); written before a
+// handler is installed.
 pthread_t g_target{};
+pid_t g_target_pid = 0;
 volatile std::sig_atomic_t g_prompt_interrupted = 0;
 
 // True (after forwarding it) if the signal landed on a thread other than the target.
 bool forwarded(int sig) {
-  if (pthread_equal(pthread_self(), g_target)) return false;
+  if (getpid() != g_target_pid || pthread_equal(pthread_self(), g_target)) return false;
   pthread_kill(g_target, sig);
   return true;
 }
@@ -37,6 +41,7 @@ void on_sigint_prompt(int sig) {
 void install(void (*handler)(int), int flags, struct sigaction* previous, pthread_t* previous_target) {
   *previous_target = g_target;
   g_target = pthread_self();
+  g_target_pid = getpid();
   struct sigaction action{};
   action.sa_handler = handler;
   sigemptyset(&action.sa_mask);

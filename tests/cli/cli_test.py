@@ -5,10 +5,12 @@ check exit codes, `arg`, options, error output and stdin handling.
     cli_test.py PLUA [unittest options]
 """
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 PLUA = None
@@ -156,6 +158,32 @@ class CliTest(unittest.TestCase):
         self.assertEqual(self.plua("-e", "os.exit(false)").returncode, 1)
         self.assertEqual(self.plua("-e", "os.exit(true, true)").returncode, 0)
         self.assertEqual(self.plua("-e", "").returncode, 0)
+
+    def interrupt(self, code):
+        """Runs code that prints "ready" then blocks or loops; sends SIGINT once it is ready."""
+        p = subprocess.Popen([PLUA, "-e", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=self.dir, env=self.env)
+        try:
+            self.assertEqual(p.stdout.readline(), "ready\n")
+            time.sleep(0.1)  # into the loop or the wait; the outcome is the same if not yet
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=TIMEOUT)
+        finally:
+            p.kill()
+            p.wait()
+        return p.returncode, err
+
+    def test_ctrl_c_interrupts_a_running_script(self):
+        code, err = self.interrupt("print('ready') io.stdout:flush() while true do end")
+        self.assertEqual(code, 1)
+        self.assertTrue(err.startswith("plua: KeyboardInterrupt: interrupted!\n"), err)
+
+    def test_ctrl_c_interrupts_a_sleeping_script(self):
+        started = time.monotonic()
+        code, err = self.interrupt("print('ready') io.stdout:flush() require('time').sleep(60)")
+        self.assertEqual(code, 1)
+        self.assertIn("KeyboardInterrupt: interrupted!", err)
+        self.assertLess(time.monotonic() - started, 30)
 
     def test_missing_script(self):
         r = self.plua("no_such_file.lua")
