@@ -204,6 +204,17 @@ T.test("a child SIGKILLed while holding a Lock does not wedge the parent", funct
   l:release()
   p:join(10)
   T.eq(p.exitcode, -9)
+  -- guard says the same thing.
+  held:clear()
+  local p2 = in_child(function(l, held) l:acquire(); held:set(); time.sleep(60) return true end, l, held)
+  T.eq(held:wait(10), true)
+  p2:kill()
+  do
+    local g <close>, how2 = l:guard(10)
+    T.eq(how2, "abandoned")
+  end
+  T.eq(l:locked(), false)
+  p2:join(10)
 end)
 
 T.test("Condition and Barrier between a parent and a fork child", function()

@@ -151,7 +151,7 @@ int guard_gc(lua_State* L) {
 }
 
 // obj:guard([timeout]): acquires (TimeoutError if the timeout passes) and
-// returns a value whose closing releases.
+// returns a value whose closing releases (plus "abandoned", as acquire).
 template <class T>
 int make_guard(lua_State* L, const char* tname, const char* op) {
   T& obj = check<T>(L, 1, tname, op);
@@ -161,12 +161,10 @@ int make_guard(lua_State* L, const char* tname, const char* op) {
   auto* g = static_cast<GuardBox*>(lua_newuserdatauv(L, sizeof(GuardBox), 0));
   new (g) GuardBox{Guarded{obj}};
   luaL_setmetatable(L, kGuard);
-  if (a == core::Acquire::abandoned) {
-    push_acquired(L, a, op);
-    lua_remove(L, -2);
-    lua_pop(L, 1);
-  }
-  return 1;
+  if (a != core::Acquire::abandoned) return 1;
+  push_acquired(L, a, op);  // warns, and pushes true, "abandoned"
+  lua_remove(L, -2);
+  return 2;
 }
 
 // ---- references for the codec: SharedRefData bytes ----
