@@ -4,8 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <mutex>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <unordered_map>
 
 #include "plua/core/codec_format.hpp"
@@ -17,35 +18,35 @@ namespace fmt = plua::core::codec;
 static_assert(kMaxDepth == fmt::kMaxDepth, "one depth limit on both sides");
 
 // ---------------------------------------------------------------------------
-// Class registry (process-global).
+// Class registry (process-global). Append-only and lock-free, so that a fork
+// child never inherits it locked and readers never wait.
 
 namespace {
 
-struct ClassRegistry {
-  std::mutex mu;
-  std::deque<SendableClass> classes;  // deque: pointers handed out stay valid
-};
-
-ClassRegistry& class_registry() {
-  static ClassRegistry* r = new ClassRegistry;  // never destroyed: used until exit by any thread
-  return *r;
-}
+constexpr int kMaxClasses = 256;
+std::atomic<const SendableClass*> g_classes[kMaxClasses];
+std::atomic<int> g_class_count{0};
 
 }  // namespace
 
 void register_sendable_class(const SendableClass& cls) {
-  ClassRegistry& r = class_registry();
-  std::lock_guard g(r.mu);
-  for (const SendableClass& c : r.classes)
-    if (std::strcmp(c.tname, cls.tname) == 0) return;
-  r.classes.push_back(cls);
+  // Two first registrations racing may both append: harmless, lookups take the first.
+  if (find_sendable_class(cls.tname)) return;
+  int slot = g_class_count.fetch_add(1, std::memory_order_acq_rel);
+  if (slot >= kMaxClasses) {
+    std::fprintf(stderr, "plua: too many codec classes (registering %s)\n", cls.tname);
+    std::abort();
+  }
+  // Never freed: classes stay registered until the process exits.
+  g_classes[slot].store(new SendableClass(cls), std::memory_order_release);
 }
 
 const SendableClass* find_sendable_class(std::string_view tname) {
-  ClassRegistry& r = class_registry();
-  std::lock_guard g(r.mu);
-  for (const SendableClass& c : r.classes)
-    if (tname == c.tname) return &c;
+  int n = std::min(g_class_count.load(std::memory_order_acquire), kMaxClasses);
+  for (int i = 0; i < n; ++i) {
+    const SendableClass* c = g_classes[i].load(std::memory_order_acquire);
+    if (c && tname == c->tname) return c;
+  }
   return nullptr;
 }
 
@@ -445,7 +446,6 @@ class Encoder {
     }
     return out;
   }
-  void add_segment(std::string s) { segments_.push_back(std::move(s)); }
 
   // Undo marks, for leaving out one global of a snapshot.
   struct Mark {
@@ -502,12 +502,31 @@ class Encoder {
     if (cls && cls->drop_ref) cls->drop_ref(ref);
   }
 
-  bool refuse(std::string what) {
-    refused_ = std::move(what);
+  // Failure paths live out of line, so the recursive frames stay small (deep values).
+  [[gnu::noinline]] bool refuse(const char* what) {
+    refused_ = what;
     return false;
   }
+  [[gnu::noinline]] bool refuse_userdata(int idx) {
+    if (luaL_getmetafield(L_, idx, "__name") != LUA_TNIL) {
+      const char* name = lua_tostring(L_, -1);
+      refused_ = std::string("userdata (") + (name ? name : "?") + ")";
+      lua_pop(L_, 1);
+    } else {
+      refused_ = "userdata";
+    }
+    return false;
+  }
+  [[gnu::noinline]] void add_index_segment(lua_Integer i) { segments_.push_back(index_segment(i)); }
+  [[gnu::noinline]] void add_key_segment(int key, bool as_key) {
+    std::string seg = key_segment(L_, key);
+    segments_.push_back(as_key ? "<key " + seg + ">" : seg);
+  }
+  [[gnu::noinline]] void add_upvalue_segment(const char* name) {
+    segments_.push_back(std::string("<upvalue ") + (name && *name ? name : "?") + ">");
+  }
 
-  bool write_ref_if_seen(const void* p) {
+  [[gnu::noinline]] bool write_ref_if_seen(const void* p) {
     long id = seen_.find(p);
     if (id < 0) return false;
     w_.u8(fmt::kRef);
@@ -522,30 +541,33 @@ class Encoder {
     return false;
   }
 
-  bool write_table(int idx, int depth) {
+  // Writes a module table as its name; false if the table is not a module's.
+  [[gnu::noinline]] bool write_module(int idx) {
+    if (!push_name(idx)) return false;
+    // Check that it still is a module (the cache may be stale).
+    size_t len = 0;
+    const char* name = lua_tolstring(L_, -1, &len);
+    luaL_getsubtable(L_, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L_, -2);
+    lua_rawget(L_, -2);
+    bool still = lua_rawequal(L_, -1, idx);
+    lua_pop(L_, 2);
+    if (still) {
+      w_.u8(fmt::kModule);
+      w_.str(std::string_view(name, len));
+    }
+    lua_pop(L_, 1);
+    return still;
+  }
+
+  [[gnu::noinline]] bool write_table(int idx, int depth) {
     const void* p = lua_topointer(L_, idx);
     if (write_ref_if_seen(p)) return true;
     if (p == globals()) {
       w_.u8(fmt::kGlobals);
       return true;
     }
-    if (push_name(idx)) {
-      // A module table: check that it still is one (the cache may be stale).
-      size_t len = 0;
-      const char* name = lua_tolstring(L_, -1, &len);
-      luaL_getsubtable(L_, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-      lua_pushvalue(L_, -2);
-      lua_rawget(L_, -2);
-      bool still = lua_rawequal(L_, -1, idx);
-      lua_pop(L_, 2);
-      if (still) {
-        w_.u8(fmt::kModule);
-        w_.str(std::string_view(name, len));
-        lua_pop(L_, 1);
-        return true;
-      }
-      lua_pop(L_, 1);
-    }
+    if (write_module(idx)) return true;
     if (!enter(depth)) return false;
     luaL_checkstack(L_, 6, "codec: value nested too deeply");
     seen_.add(p);
@@ -559,7 +581,7 @@ class Encoder {
       lua_rawgeti(L_, idx, static_cast<lua_Integer>(i));
       if (!write(lua_gettop(L_), depth + 1)) {
         lua_pop(L_, 1);
-        add_segment(index_segment(static_cast<lua_Integer>(i)));
+        add_index_segment(static_cast<lua_Integer>(i));
         return false;
       }
       lua_pop(L_, 1);
@@ -576,13 +598,12 @@ class Encoder {
         }
       }
       if (!write(top - 1, depth + 1)) {
-        std::string key = key_segment(L_, top - 1);
+        add_key_segment(top - 1, true);
         lua_pop(L_, 2);
-        add_segment("<key " + key + ">");
         return false;
       }
       if (!write(top, depth + 1)) {
-        add_segment(key_segment(L_, top - 1));
+        add_key_segment(top - 1, false);
         lua_pop(L_, 2);
         return false;
       }
@@ -593,7 +614,7 @@ class Encoder {
     return true;
   }
 
-  bool write_cfunction(int idx) {
+  [[gnu::noinline]] bool write_cfunction(int idx) {
     if (!push_name(idx) && !rebuild_and_push_name(idx)) {
       bool has_upvalues = lua_getupvalue(L_, idx, 1) != nullptr;
       if (has_upvalues) lua_pop(L_, 1);
@@ -621,7 +642,7 @@ class Encoder {
     return push_name(idx);
   }
 
-  bool write_function(int idx, int depth) {
+  [[gnu::noinline]] bool write_function(int idx, int depth) {
     const void* p = lua_topointer(L_, idx);
     if (write_ref_if_seen(p)) return true;
     if (!enter(depth)) return false;
@@ -656,7 +677,7 @@ class Encoder {
       w_.u8(fmt::kUpvalueValue);
       const char* name = lua_getupvalue(L_, idx, i);
       if (!write(lua_gettop(L_), depth + 1)) {
-        add_segment(std::string("<upvalue ") + (name && *name ? name : "?") + ">");
+        add_upvalue_segment(name);
         lua_pop(L_, 1);
         return false;
       }
@@ -665,15 +686,14 @@ class Encoder {
     return true;
   }
 
-  bool write_userdata(int idx) {
+  [[gnu::noinline]] bool write_userdata(int idx) {
     const SendableClass* cls = nullptr;
-    std::string tname;
     if (luaL_getmetafield(L_, idx, "__name") != LUA_TNIL) {
-      if (const char* s = lua_tostring(L_, -1)) tname = s;
+      size_t len = 0;
+      if (const char* s = lua_tolstring(L_, -1, &len)) cls = find_sendable_class(std::string_view(s, len));
       lua_pop(L_, 1);
-      cls = find_sendable_class(tname);
     }
-    if (!cls) return refuse(tname.empty() ? "userdata" : "userdata (" + tname + ")");
+    if (!cls) return refuse_userdata(idx);
     const void* p = lua_topointer(L_, idx);
     if (write_ref_if_seen(p)) return true;
     seen_.add(p);
@@ -816,7 +836,7 @@ class Decoder {
     }
   }
 
-  void read_cfunction() {
+  [[gnu::noinline]] void read_cfunction() {
     std::string_view module = r_.str();
     std::string_view field = r_.str();
     push_module(L_, module);
@@ -835,9 +855,8 @@ class Decoder {
     }
   }
 
-  void read_function(int depth) {
-    if (depth > fmt::kMaxDepth) throw fmt::FormatError("value nested too deeply");
-    luaL_checkstack(L_, 6, "codec: value nested too deeply");
+  // Pushes the function of a Function value and its upvalue count above it.
+  [[gnu::noinline]] int load_function() {
     std::string_view code = r_.bytes(r_.count(r_.u32(), 1));
     LoadState ls{code};
     if (lua_load(L_, read_code, &ls, "=(codec)", "b") != LUA_OK) {
@@ -852,6 +871,16 @@ class Decoder {
     lua_pushvalue(L_, f);
     lua_getinfo(L_, ">u", &ar);
     if (ar.nups != nups) throw fmt::FormatError("wrong upvalue count");
+    lua_pushinteger(L_, nups);
+    return f;
+  }
+
+  void read_function(int depth) {
+    if (depth > fmt::kMaxDepth) throw fmt::FormatError("value nested too deeply");
+    luaL_checkstack(L_, 6, "codec: value nested too deeply");
+    int f = load_function();
+    int nups = lua_tointeger(L_, -1);
+    lua_pop(L_, 1);
     for (int i = 1; i <= nups; ++i) {
       std::uint8_t kind = r_.u8();
       if (kind == fmt::kUpvalueValue) {
@@ -874,7 +903,7 @@ class Decoder {
     }
   }
 
-  void read_object() {
+  [[gnu::noinline]] void read_object() {
     std::string module(r_.str());
     std::string tname(r_.str());
     std::string_view ref = r_.str();

@@ -168,7 +168,8 @@ std::string encode_values(const std::vector<Value>& values);
 // Decodes a message of plain data. Throws FormatError on malformed bytes and
 // std::runtime_error on content that is not data ("cannot convert a function
 // to a C++ value"; tables that contain themselves). A table with no keys
-// besides 1..n becomes an Array (the empty table too), any other a Map.
+// besides 1..n becomes an Array (the empty table too), any other a Map. A
+// table reached twice becomes two equal copies (Value is a tree).
 std::vector<Value> decode_values(std::string_view message);
 
 // Calls visit(ctx, module, tname, ref) for each by-reference object of a

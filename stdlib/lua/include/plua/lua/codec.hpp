@@ -59,7 +59,9 @@ std::string encode(lua_State* L, int first, int count, const char* root = "args"
 
 // Pushes the message's values and returns how many. Malformed bytes raise a
 // Lua error "codec: malformed message (...)": never a crash or an
-// out-of-bounds read (see "Trust" above for bytecode).
+// out-of-bounds read (see "Trust" above for bytecode). A Lua error part-way
+// (malformed tail, a module that cannot be required, a push_ref that raises)
+// leaves the message's later references unreleased.
 int decode(lua_State* L, std::string_view message);
 
 // Releases the by-reference objects of a message that will never be decoded
@@ -67,7 +69,8 @@ int decode(lua_State* L, std::string_view message);
 // drop_ref. Malformed bytes are ignored (nothing more is released).
 void discard(std::string_view message) noexcept;
 
-// A kind of plua object that travels by reference.
+// A kind of plua object that travels by reference. The strings must live as
+// long as the process (string literals).
 struct SendableClass {
   // Module to require at the destination before push_ref (its luaopen registers the class).
   const char* module;
@@ -81,8 +84,9 @@ struct SendableClass {
   void (*drop_ref)(std::string_view ref) noexcept = nullptr;
 };
 
-// Registers a class for by-reference travel. Process-global, thread-safe and
-// idempotent (the same tname again replaces nothing); call it from luaopen.
+// Registers a class for by-reference travel. Process-global, thread-safe,
+// lock-free (safe in a fork child) and idempotent (the same tname again
+// changes nothing); call it from luaopen. At most 256 classes.
 void register_sendable_class(const SendableClass& cls);
 
 // The registered class of that __name, or nullptr.
