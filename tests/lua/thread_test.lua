@@ -107,15 +107,20 @@ end)
 T.test("current_thread inside a thread is that thread's object, by reference", function()
   local t = thread.Thread{target = function()
     local me = thread.current_thread()
-    return me, me.name, thread.main_thread().name, me == thread.current_thread()
+    return me.ident, me.name, thread.main_thread().name, me == thread.current_thread()
   end, name = "Inner"}
   t:start()
   t:join()
-  local me, name, main_name, same = t:result()
-  T.eq(me, t)
+  local ident, name, main_name, same = t:result()
+  T.eq(ident, t.ident)
   T.eq(name, "Inner")
   T.eq(main_name, "MainThread")
   T.eq(same, true)
+  -- A Thread object sent to a thread and back is the same object.
+  local back = thread.Thread{target = function(x) return x end, args = {t}}
+  back:start()
+  back:join()
+  T.eq(back:result(), t)
 end)
 
 T.test("enumerate and active_count list the alive threads, main first", function()

@@ -152,6 +152,10 @@ void ThreadInternals::worker_loop(Worker* w) {
 Thread::Thread(Token, Options options, bool main)
     : daemon_(options.daemon), timer_(options.timer), main_(main), name_(std::move(options.name)) {}
 
+Thread::~Thread() {
+  if (outcome_ && outcome_->discard) outcome_->discard(outcome_->values);
+}
+
 std::shared_ptr<Thread> Thread::create(Options options) {
   if (options.name.empty()) {
     auto& reg = ThreadInternals::registry();

@@ -188,6 +188,7 @@ void thread_body(core::Thread& self, Payload& payload) {
     if (cancelled) return;
   }
   RunContext ctx{&payload, {}};
+  ctx.outcome.discard = pl::discard;
   StateOwner owner(pl::new_thread_state());
   lua_State* L = owner.L;
   lua_pushlightuserdata(L, &ctx);

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "plua/core/cancel.hpp"
@@ -42,6 +43,9 @@ class Thread : public std::enable_shared_from_this<Thread> {
     std::string values;     // encoded return values (ok) or error value (not ok)
     std::string message;    // not ok: the error as text
     std::string traceback;  // not ok: where it was raised
+    // Releases what `values` holds (references to shared objects) if the
+    // Thread is destroyed with the outcome unread; may be null.
+    void (*discard)(std::string_view values) noexcept = nullptr;
   };
 
   struct Options {
@@ -74,7 +78,8 @@ class Thread : public std::enable_shared_from_this<Thread> {
   // The kernel's thread id (gettid); nullopt before start.
   std::optional<std::int64_t> native_id() const;
 
-  // Set by the body before it returns; read after join.
+  // Set by the body before it returns; read after join. Replacing an outcome
+  // does not discard the old one (its reader took what it held).
   void set_outcome(Outcome outcome);
   // The outcome once finished, nullopt before.
   std::optional<Outcome> outcome() const;
@@ -111,6 +116,7 @@ class Thread : public std::enable_shared_from_this<Thread> {
 
  public:
   Thread(Token, Options options, bool main);  // use create()
+  ~Thread();
 
  private:
   friend struct ThreadInternals;
