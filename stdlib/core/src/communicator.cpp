@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <system_error>
 
 #include "plua/core/sigpipe_guard.hpp"
@@ -38,18 +39,17 @@ class NonBlocking {
   int flags_ = -1;
 };
 
-// Appends up to kChunk bytes read from fd; returns false at EOF.
-bool read_some(int fd, std::string& into, const char* what) {
-  std::size_t old = into.size();
-  into.resize(old + kChunk);
+// Appends up to kChunk bytes read from fd; returns false at EOF. Reads
+// into a scratch buffer, so the output string grows by what came, not by kChunk.
+bool read_some(int fd, std::string& into, char* scratch, const char* what) {
   ssize_t n;
-  do n = ::read(fd, into.data() + old, kChunk);
+  do n = ::read(fd, scratch, kChunk);
   while (n < 0 && errno == EINTR);
-  into.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
     throw std::system_error(errno, std::generic_category(), what);
   }
+  into.append(scratch, static_cast<std::size_t>(n));
   return n > 0;
 }
 
@@ -78,6 +78,7 @@ bool Communicator::run(int stdin_fd, int stdout_fd, int stderr_fd, const Deadlin
   if (!done_[kStdin] && written_ >= input_.size()) close_stream(kStdin);
 
   StopFlag& stop = this_thread_stop_flag();
+  std::unique_ptr<char[]> scratch;
   for (;;) {
     struct pollfd set[3];
     Stream which[3];
@@ -120,7 +121,8 @@ bool Communicator::run(int stdin_fd, int stdout_fd, int stderr_fd, const Deadlin
         throw std::system_error(EBADF, std::generic_category(), s == kStdout ? "read stdout" : "read stderr");
       } else {
         std::string& into = s == kStdout ? output_ : errors_;
-        if (!read_some(fds[s], into, s == kStdout ? "read stdout" : "read stderr")) close_stream(s);
+        if (!scratch) scratch = std::make_unique<char[]>(kChunk);
+        if (!read_some(fds[s], into, scratch.get(), s == kStdout ? "read stdout" : "read stderr")) close_stream(s);
       }
     }
   }
