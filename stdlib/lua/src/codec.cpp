@@ -959,6 +959,7 @@ std::string encode(lua_State* L, int first, int count, const char* root) {
   {
     Encoder enc(L, out);
     enc.header(static_cast<size_t>(count));
+    enc.names();  // pushed first: a write that pops its own temporaries must not pop it
     for (int i = 0; i < count; ++i) {
       if (!enc.write(first + i, 1)) {
         std::string path = std::string(root) + index_segment(i + 1) + enc.path_below();
@@ -1067,6 +1068,7 @@ std::vector<std::pair<std::string, std::string>> encode_globals_each(lua_State* 
       std::string out;
       Encoder enc(L, out);
       enc.header(1);
+      enc.names();  // pushed first: a write that pops its own temporaries must not pop it
       auto m = enc.mark();
       bool ok = enc.write(top, 1);
       if (!ok) enc.rollback(m);
