@@ -35,12 +35,19 @@ local function children_states()
   return zombies, all
 end
 
+-- How many descriptors this process has open, and their listing.
 local function open_fds()
-  local pipe = io.popen("ls /proc/" .. process.getpid() .. "/fd")
-  local n = 0
-  for _ in pipe:lines() do n = n + 1 end
+  local pipe = io.popen("ls -l /proc/" .. process.getpid() .. "/fd")
+  local n, listing = 0, {}
+  for line in pipe:lines() do
+    local fd, target = line:match(" (%d+) %-> (.*)$")
+    if fd then
+      n = n + 1
+      listing[#listing + 1] = fd .. " -> " .. target
+    end
+  end
   pipe:close()
-  return n
+  return n, table.concat(listing, "\n")
 end
 
 local function with_method(method, fn)
@@ -316,7 +323,7 @@ end)
 
 T.test("no zombies and no leaked descriptors after many starts (fork and spawn)", function()
   collectgarbage()
-  local before = open_fds()
+  local before, before_list = open_fds()
   for _, method in ipairs{"fork", "spawn"} do
     with_method(method, function()
       for _ = 1, (method == "fork" and 40 or 10) do
@@ -340,16 +347,21 @@ T.test("no zombies and no leaked descriptors after many starts (fork and spawn)"
   -- raw fork children are reaped by active_children() as well
   local pid = process.fork()
   if pid == 0 then os.exit(0) end
-  local deadline = time.monotonic() + 10
-  repeat
+  local function exists(p)
+    local f = io.open("/proc/" .. p .. "/stat")
+    if f then f:close() end
+    return f ~= nil
+  end
+  local deadline = time.monotonic() + 20
+  while exists(pid) and time.monotonic() < deadline do
     process.active_children()
-    local zombies = children_states()
-    if zombies == 0 then break end
     time.sleep(0.01)
-  until time.monotonic() > deadline
+  end
+  T.eq(exists(pid), false, "the raw fork child was reaped")
   T.eq((children_states()), 0, "zombie children")
   collectgarbage()
-  T.eq(open_fds(), before, "descriptors open before and after")
+  local after, after_list = open_fds()
+  T.eq(after, before, "descriptors open before:\n" .. before_list .. "\nand after:\n" .. after_list .. "\n")
 end)
 
 T.test("a spawn child gets only the descriptors it needs", function()
