@@ -879,8 +879,8 @@ int make_pool(lua_State* L, bool threads) {
   options.workers = static_cast<std::size_t>(workers);
   options.max_tasks = static_cast<std::uint64_t>(max_tasks);
   std::uint64_t limit = options.max_tasks;
-  options.main = [limit](int in_fd, int out_fd, std::string kit) {
-    return pool_worker::run(in_fd, out_fd, std::move(kit), limit);
+  options.main = [limit, threads](int in_fd, int out_fd, std::string kit) {
+    return pool_worker::run(in_fd, out_fd, std::move(kit), limit, !threads);
   };
   options.discard = &discard;
   options.interrupt_signal = threads ? pool_worker::interrupt_signal() : 0;

@@ -3,10 +3,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <string_view>
 
@@ -224,6 +226,14 @@ void define(lua_State* L, const Frame& f, std::deque<std::uint64_t>& order) {
 // The interrupt signal once its handler is installed (0 before).
 std::atomic<int> g_installed_signal{0};
 
+// os.exit in a worker process: status as Lua's (true/false/integer), then _exit.
+int worker_exit(lua_State* L) {
+  int status = lua_isboolean(L, 1) ? (lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE)
+                                   : static_cast<int>(luaL_optinteger(L, 1, EXIT_SUCCESS));
+  std::fflush(nullptr);
+  ::_exit(status);
+}
+
 void on_interrupt_signal(int) {
   int saved = errno;
   interrupt_this_thread();
@@ -246,7 +256,7 @@ int interrupt_signal() {
   return sig;
 }
 
-int run(int in_fd, int out_fd, std::string kit, std::uint64_t max_tasks) {
+int run(int in_fd, int out_fd, std::string kit, std::uint64_t max_tasks, bool own_process) {
   lua_State* L = luaL_newstate();
   if (L == nullptr) return 1;
   luaL_openlibs(L);
@@ -254,6 +264,12 @@ int run(int in_fd, int out_fd, std::string kit, std::uint64_t max_tasks) {
   attach_this_thread(L);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, kFunctions);
+  if (own_process) {
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, worker_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+  }
 
   lua_pushcfunction(L, keep_traceback);  // index 1: the message handler
   lua_pushcfunction(L, apply_kit);
