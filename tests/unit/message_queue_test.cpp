@@ -234,3 +234,15 @@ TEST(MessageQueue, SurvivesProcessesKilledAtAnyMoment) {
   q->put("still works", true, Deadline::never());
   EXPECT_EQ(get_one(*q), "still works");
 }
+
+TEST(MessageQueue, AnEmptiedQueueGivesBackItsBigRing) {
+  auto q = MessageQueue::create(MessageQueue::Kind::queue);
+  std::uint64_t before = shared_arena::blocks_in_use();
+  std::string msg(1000, 'm');
+  for (int i = 0; i < 5000; ++i) q->put(msg, true, Deadline::never());  // a ring of ~8 MB
+  std::string out;
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(q->get(out, true, Deadline::never()), MessageQueue::GetStatus::ok);
+  EXPECT_EQ(shared_arena::blocks_in_use(), before);
+  q->put("again", true, Deadline::never());
+  EXPECT_EQ(get_one(*q), "again");
+}

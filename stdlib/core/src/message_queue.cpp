@@ -113,6 +113,20 @@ void MessageQueue::reserve(std::uint64_t need) {
   shared_arena::deallocate(old);
 }
 
+// An empty queue gives back a big ring (after a burst), keeping a small one.
+void MessageQueue::shrink() noexcept {
+  if (ring_cap() <= kKeptRing) return;
+  void* small = nullptr;
+  try {
+    small = shared_arena::allocate_near(this, kInitialRing);
+  } catch (const std::exception&) {
+    return;  // keep the big ring: still correct
+  }
+  std::byte* old = ring();
+  set_ring(static_cast<std::byte*>(small), kInitialRing);  // empty: nothing to copy
+  shared_arena::deallocate(old);
+}
+
 void MessageQueue::repair() noexcept {
   repairs_.fetch_add(1, std::memory_order_relaxed);
   std::uint64_t tail = tail_.load(std::memory_order_relaxed);
@@ -230,6 +244,7 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
     head_.store(head + kHeader + round8(payload), std::memory_order_release);  // the commit
     count_.fetch_sub(1, std::memory_order_relaxed);
     spilled_len = len;
+    if (head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed)) shrink();
   }
   if (spilled) {
     // Copied after unlocking: the block is ours alone now.

@@ -3,9 +3,10 @@
 // children and spawned processes alike (it lives in the shared arena and
 // holds no pointer, only offsets relative to itself).
 //
-// Layout: messages are records [8-byte header | payload] in a ring of bytes
-// (a power-of-two block of the arena, grown by doubling); a message larger
-// than kSpillBytes goes to a block of its own and the ring holds a reference.
+// Layout: messages are records [16-byte header | payload] in a ring of bytes
+// (a power-of-two block of the arena, grown by doubling, and given back when
+// the queue empties); a message larger than kSpillBytes goes to a block of
+// its own and the ring holds a reference.
 //
 // Robustness (a process may be SIGKILLed anywhere):
 //  - the state is guarded by a robust SharedMutex; whoever locks it after a
@@ -67,6 +68,8 @@ class MessageQueue {
 
   static constexpr std::size_t kSpillBytes = 64 * 1024;
   static constexpr std::size_t kInitialRing = 4096;
+  // An emptied queue whose ring grew beyond this goes back to kInitialRing.
+  static constexpr std::size_t kKeptRing = 1 << 20;
 
   // maxsize 0: unbounded. Throws SharedMemoryError when out of arena.
   explicit MessageQueue(Kind kind, std::uint64_t maxsize = 0);
@@ -113,6 +116,7 @@ class MessageQueue {
   void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
   void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
   void reserve(std::uint64_t need);
+  void shrink() noexcept;
   void repair() noexcept;
   bool try_put(std::string_view message, void* spilled, PutStatus& status);
   bool try_get(std::string& out, GetStatus& status);
