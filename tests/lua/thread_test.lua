@@ -443,4 +443,10 @@ T.test("the module is preloaded and exports its kinds", function()
   T.eq(thread.RuntimeError, "RuntimeError")
 end)
 
+T.test("results read through result() are released with their Thread", function()
+  -- Collected handles release the references their outcomes kept (checked by LeakSanitizer).
+  collectgarbage()
+  collectgarbage()
+end)
+
 T.run()

@@ -84,4 +84,10 @@ T.test("the module is preloaded", function()
   T.ok(package.preload.threadlocal ~= nil)
 end)
 
+T.test("results read through result() are released with their Thread", function()
+  -- Collected handles release the references their outcomes kept (checked by LeakSanitizer).
+  collectgarbage()
+  collectgarbage()
+end)
+
 T.run()
