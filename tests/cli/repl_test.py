@@ -172,6 +172,21 @@ class ReplTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 30)
         self.assertEqual(self.s.run("2 + 2"), "4")
 
+    def test_ctrl_c_interrupts_a_join(self):
+        # The busy thread may be the one the kernel hands SIGINT to; it must reach the main thread.
+        self.s.run('thread = require "thread"')
+        self.s.run("t = thread.Thread{target = function() while true do end end, daemon = true}")
+        self.s.run("t:start()")
+        self.s.send("t:join()\r")
+        self.s.expect(r"t:join\(\)\n")
+        time.sleep(0.2)
+        self.s.send("\x03")
+        self.s.expect(r"KeyboardInterrupt: interrupted!")
+        self.s.prompt()
+        self.assertEqual(self.s.run("t:is_alive()"), "true")
+        self.s.send("\x04")
+        self.assertEqual(self.s.wait(), 0)  # a daemon thread does not hold the exit
+
     def test_ctrl_c_at_the_prompt_drops_the_line(self):
         self.s.send('error("should not run")')
         self.s.expect(r"should not run\"\)")
