@@ -107,6 +107,8 @@ class ReplTest(unittest.TestCase):
     def start(self, *args):
         s = Session(*args, env=self.env)
         self.addCleanup(s.close)
+        # Runs before close(): a sanitizer build's report must fail the test.
+        self.addCleanup(lambda: self.assertNotIn("Sanitizer", s.out))
         s.expect(r"plua \d+\.\d+\.\d+ -- Lua 5\.4")
         s.prompt()
         return s
