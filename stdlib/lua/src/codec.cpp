@@ -318,6 +318,37 @@ int write_dump(lua_State*, const void* p, size_t size, void* ud) {
   return 0;
 }
 
+bool is_scalar(int type) {
+  return type == LUA_TNIL || type == LUA_TBOOLEAN || type == LUA_TNUMBER || type == LUA_TSTRING;
+}
+
+// Writes a nil, boolean, number or string.
+inline void write_scalar(lua_State* L, fmt::Writer& w, int idx, int type) {
+  switch (type) {
+    case LUA_TNIL:
+      w.u8(fmt::kNil);
+      break;
+    case LUA_TBOOLEAN:
+      w.u8(lua_toboolean(L, idx) ? fmt::kTrue : fmt::kFalse);
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        w.u8(fmt::kInt);
+        w.i64(lua_tointeger(L, idx));
+      } else {
+        w.u8(fmt::kFloat);
+        w.f64(lua_tonumber(L, idx));
+      }
+      break;
+    default: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, idx, &len);
+      w.u8(fmt::kString);
+      w.str(std::string_view(s, len));
+    }
+  }
+}
+
 // Maps object pointers to message ids: a linear search in an inline array
 // while small (the usual message, with no allocation), a hash map once it grows.
 class SeenObjects {
@@ -392,29 +423,14 @@ class Encoder {
   // Writes the value at idx (absolute); false when it cannot travel, with
   // the reason in refused() and the path below this value in path_below().
   bool write(int idx, int depth) {
-    switch (lua_type(L_, idx)) {
+    int type = lua_type(L_, idx);
+    switch (type) {
       case LUA_TNIL:
-        w_.u8(fmt::kNil);
-        return true;
       case LUA_TBOOLEAN:
-        w_.u8(lua_toboolean(L_, idx) ? fmt::kTrue : fmt::kFalse);
-        return true;
       case LUA_TNUMBER:
-        if (lua_isinteger(L_, idx)) {
-          w_.u8(fmt::kInt);
-          w_.i64(lua_tointeger(L_, idx));
-        } else {
-          w_.u8(fmt::kFloat);
-          w_.f64(lua_tonumber(L_, idx));
-        }
+      case LUA_TSTRING:
+        write_scalar(L_, w_, idx, type);
         return true;
-      case LUA_TSTRING: {
-        size_t len = 0;
-        const char* s = lua_tolstring(L_, idx, &len);
-        w_.u8(fmt::kString);
-        w_.str(std::string_view(s, len));
-        return true;
-      }
       case LUA_TTABLE:
         return write_table(idx, depth);
       case LUA_TFUNCTION:
@@ -956,6 +972,17 @@ bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
 std::string encode(lua_State* L, int first, int count, const char* root) {
   first = lua_absindex(L, first);
   std::string out;
+  // Messages of scalars only (most queue items) need none of the encoder's bookkeeping.
+  bool scalars = true;
+  for (int i = 0; i < count && scalars; ++i) scalars = is_scalar(lua_type(L, first + i));
+  if (scalars) {
+    fmt::Writer w(out);
+    w.u8(fmt::kMagic);
+    w.u8(0);
+    w.varint(static_cast<std::uint64_t>(count));
+    for (int i = 0; i < count; ++i) write_scalar(L, w, first + i, lua_type(L, first + i));
+    return out;
+  }
   {
     Encoder enc(L, out);
     enc.header(static_cast<size_t>(count));
