@@ -178,13 +178,28 @@ int queue_put_nowait(lua_State* L) {
 
 int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadline) {
   MessageQueue& q = check_queue(L);
-  std::string message;
+  // A buffer reused per thread, so most gets allocate nothing before decoding
+  // (unless a get runs inside a decode, e.g. from a module it requires).
+  thread_local std::string reused;
+  thread_local bool reused_busy = false;
+  std::string own;
+  bool borrow = !reused_busy;
+  std::string& message = borrow ? reused : own;
   MessageQueue::GetStatus status = MessageQueue::GetStatus::empty;
   Failure f = attempt([&] { status = q.get(message, block, deadline); });
   if (f) raise_failure(L, op, f);
   if (status == MessageQueue::GetStatus::empty) raise_error(L, kEmpty, "queue is empty");
   if (status == MessageQueue::GetStatus::closed) raise_error(L, kEmpty, "queue is closed and empty");
   lua_settop(L, 0);
+  struct Busy {
+    bool on;
+    explicit Busy(bool b) : on(b) { if (on) reused_busy = true; }
+    ~Busy() {
+      if (!on) return;
+      reused_busy = false;
+      if (reused.capacity() > (1u << 20)) std::string().swap(reused);  // do not keep a big buffer
+    }
+  } busy(borrow);
   return decode(L, message);
 }
 
