@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <system_error>
+#include <thread>
 
 namespace plua::core {
 namespace {
@@ -26,13 +27,17 @@ bool poll_slice(int fd, short events, const Deadline& deadline) {
   return rc > 0;
 }
 
-// Locks a timed mutex interruptibly; false if the deadline passes.
-bool lock_interruptibly(std::timed_mutex& mu, const Deadline& deadline) {
+// Locks mu interruptibly; false if the deadline passes. Contention (two
+// threads using one end at once) is rare, so a polling backoff is enough.
+bool lock_interruptibly(std::mutex& mu, const Deadline& deadline) {
   StopFlag& stop = this_thread_stop_flag();
+  auto pause = std::chrono::microseconds(50);
   for (;;) {
-    if (mu.try_lock_for(deadline.next_slice())) return true;
+    if (mu.try_lock()) return true;
     stop.throw_if_requested();
     if (deadline.expired()) return false;
+    std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(pause, deadline.next_slice()));
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }
 }
 
@@ -78,7 +83,7 @@ void Connection::check_open(const char* op) const {
 void Connection::send_bytes(std::string_view message, const Deadline& deadline) {
   check_open("send");
   if (!lock_interruptibly(write_mu_, deadline)) throw std::runtime_error("timed out");
-  std::lock_guard<std::timed_mutex> held(write_mu_, std::adopt_lock);
+  std::lock_guard<std::mutex> held(write_mu_, std::adopt_lock);
   std::uint64_t n = message.size();
   char header[kFrameHeader];
   std::memcpy(header, &n, sizeof n);
@@ -146,7 +151,7 @@ std::optional<std::string> Connection::recv_bytes(const Deadline& deadline, bool
     if (timed_out) *timed_out = true;
     return std::nullopt;
   }
-  std::lock_guard<std::timed_mutex> held(read_mu_, std::adopt_lock);
+  std::lock_guard<std::mutex> held(read_mu_, std::adopt_lock);
   for (;;) {
     if (auto frame = take_frame()) return frame;
     if (eof_) {

@@ -67,8 +67,8 @@ class Connection {
   const bool writable_;
   mutable std::mutex fd_mu_;           // guards fd_ against close
   OwnedFd fd_;
-  std::timed_mutex read_mu_;           // one reader at a time
-  std::timed_mutex write_mu_;          // one writer at a time
+  std::mutex read_mu_;                 // one reader at a time
+  std::mutex write_mu_;                // one writer at a time
   std::string rbuf_;                   // received, not yet taken; guarded by read_mu_
   bool eof_ = false;                   // guarded by read_mu_
 };
