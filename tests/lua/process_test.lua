@@ -267,7 +267,7 @@ T.test("spawn: errors, exit codes, kill, pipes and queues passed at start", func
     local p = process.Process{target = function(q, conn)
       q:put(conn:recv() .. "!")
       conn:send(process.parent_process().pid)
-      q:get()  -- blocks until killed
+      conn:recv()  -- blocks until killed (a q:get() here would race the parent for "hello!")
     end, args = {q, b}}
     p:start()
     a:send("hello")
