@@ -3,8 +3,10 @@
 // length for messages of 2 GiB and more, then the bytes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -31,16 +33,18 @@ class WireTimeout : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Owns one socket descriptor. Every wait polls in core::kWaitSlice slices, so
-// the calling thread's stop flag ends it with core::Interrupted. Not shared
-// between threads: one thread sends and receives at a time.
+// Owns one socket descriptor. Every wait returns to check the calling thread's
+// stop flag at least every core::kWaitSlice, so the flag ends it with
+// core::Interrupted. Not shared between threads: one thread sends and
+// receives at a time.
 class FrameConnection {
  public:
   // Frames larger than this are refused unless a caller asks for another limit.
   static constexpr std::size_t kDefaultMaxFrame = 64u << 20;
 
   FrameConnection() = default;
-  // Takes ownership of fd (made non-blocking and close-on-exec).
+  // Takes ownership of a connected socket fd (made close-on-exec and blocking
+  // with a one-slice receive timeout; sends never block the kernel call).
   explicit FrameConnection(int fd, std::size_t max_frame = kDefaultMaxFrame);
   ~FrameConnection();
   FrameConnection(FrameConnection&& other) noexcept;
@@ -68,14 +72,26 @@ class FrameConnection {
 
  private:
   void read_exact(char* out, std::size_t n, const Deadline& deadline);
+  // Receives at least one byte into buf (at most cap); throws ConnectionClosed
+  // on EOF, WireTimeout at the deadline.
+  std::size_t receive_some(char* buf, std::size_t cap, const Deadline& deadline);
   // Waits until fd_ is readable (POLLIN) or writable (POLLOUT); false on deadline.
   bool wait_ready(short events, const Deadline& deadline);
 
   int fd_ = -1;
   std::size_t max_frame_ = kDefaultMaxFrame;
-  // Bytes read ahead of the current frame (recv reads what is there in one call).
-  std::string inbox_;
+  static constexpr std::size_t kInboxSize = 64 * 1024;
+  // Bytes read ahead of the current frame (recv reads what is there in one
+  // call): [inbox_at_, inbox_end_) of a buffer allocated once, never zero-filled.
+  std::unique_ptr<char[]> inbox_;
   std::size_t inbox_at_ = 0;
+  std::size_t inbox_end_ = 0;
+  // How long a receive polls before sleeping, and how many receives skip that
+  // after a poll came up empty (doubling up to kMaxSpinSkip while it does).
+  static constexpr std::chrono::microseconds kSpin{50};
+  static constexpr unsigned kMaxSpinSkip = 63;
+  unsigned spin_skip_ = 0;
+  unsigned spin_backoff_ = 0;
 };
 
 }  // namespace plua::core
