@@ -42,6 +42,14 @@ void open_package(lua_State* L) {
   bool open = lua_getfield(L, -1, LUA_LOADLIBNAME) == LUA_TTABLE;
   lua_pop(L, 2);
   if (open) return;
+  // The package library adopts the registry's preload table: fill it first.
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const Library& lib : kLazy) {
+    lua_pushcfunction(L, lib.open);
+    lua_setfield(L, -2, lib.name);
+  }
+  lua_pop(L, 1);
+  preload_modules(L);
   luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kPathsKey) == LUA_TTABLE) {
     lua_getfield(L, -1, "path");
@@ -99,20 +107,14 @@ int guarded_setmetatable(lua_State* L) {
 lua_State* new_thread_state() {
   lua_State* L = luaL_newstate();
   if (L == nullptr) throw std::bad_alloc();
+  // Nothing made here is garbage: collection steps while building would only re-mark it.
+  lua_gc(L, LUA_GCSTOP);
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
   lua_pop(L, 2);
+  // require "math" and require "queue" work too: open_package preloads them.
   lua_pushcfunction(L, lazy_require);
   lua_setglobal(L, "require");
-  // require "math" works too: the lazy libraries are preloaded (the package
-  // library adopts this registry table when it opens).
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for (const Library& lib : kLazy) {
-    lua_pushcfunction(L, lib.open);
-    lua_setfield(L, -2, lib.name);
-  }
-  lua_pop(L, 1);
-  preload_modules(L);
   lua_pushglobaltable(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_global);
@@ -124,6 +126,7 @@ lua_State* new_thread_state() {
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kThreadStateKey);
+  lua_gc(L, LUA_GCRESTART);
   return L;
 }
 
