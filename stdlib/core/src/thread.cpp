@@ -10,6 +10,34 @@
 #include <unistd.h>
 
 namespace plua::core {
+namespace {
+
+// How long a waiter looks again before it blocks. A short body ends, and the
+// next start() comes, sooner than a blocked thread is woken (a futex wake of a
+// thread whose core went idle costs tens of microseconds, more in a VM).
+constexpr std::chrono::microseconds kSpin{100};
+
+// Spins until ready() or kSpin has passed (or the deadline, or a stop
+// request); true when ready() held. Yields now and then, so a spinner never
+// keeps a shared core from the thread it waits for.
+template <class Ready>
+bool spin_until(Ready ready, const Deadline& deadline) {
+  auto limit = std::chrono::steady_clock::now() + kSpin;
+  if (auto when = deadline.when(); when && *when < limit) limit = *when;
+  const StopFlag& stop = this_thread_stop_flag();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (stop.requested() || std::chrono::steady_clock::now() >= limit) return ready();
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
 
 // Lock order: Registry::mu before Thread::mu_; Pool::mu is never held with either.
 struct ThreadInternals {
@@ -34,6 +62,7 @@ struct ThreadInternals {
     std::condition_variable cv;
     std::shared_ptr<Thread> thread;  // the next body's Thread, guarded by Pool::mu
     Thread::Body body;               // guarded by Pool::mu
+    std::atomic<bool> handed{false};  // thread and body are set (read without the lock while spinning)
     std::uint64_t ident = 0;
     std::int64_t tid = 0;
   };
@@ -125,6 +154,10 @@ void ThreadInternals::worker_loop(Worker* w) {
   Pool& p = pool();
   std::unique_lock lock(p.mu);
   for (;;) {
+    // A start() right after the last body's join usually comes within the spin.
+    lock.unlock();
+    spin_until([w] { return w->handed.load(std::memory_order_acquire); }, Deadline::never());
+    lock.lock();
     // Wait for a body (handed over by start) or give up after the keep-alive.
     bool got = w->cv.wait_for(lock, kIdleKeepAlive, [&] { return w->thread != nullptr; });
     if (!got) {
@@ -133,6 +166,7 @@ void ThreadInternals::worker_loop(Worker* w) {
     }
     std::shared_ptr<Thread> thread = std::move(w->thread);
     Thread::Body body = std::move(w->body);
+    w->handed.store(false, std::memory_order_relaxed);
     lock.unlock();
     thread->native_id_.store(w->tid, std::memory_order_release);
     thread->run(body);
@@ -185,6 +219,7 @@ void Thread::start(Body body) {
       native_id_.store(w->tid, std::memory_order_release);
       w->thread = std::move(self);
       w->body = std::move(body);
+      w->handed.store(true, std::memory_order_release);
       w->cv.notify_one();
       return;
     }
@@ -192,6 +227,7 @@ void Thread::start(Body body) {
   auto* w = new ThreadInternals::Worker;
   w->thread = std::move(self);
   w->body = std::move(body);
+  w->handed.store(true, std::memory_order_relaxed);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -243,6 +279,7 @@ bool Thread::join(const Deadline& deadline) {
   if (!started()) throw std::logic_error("cannot join thread before it is started");
   if (tl_current.get() == this || (main_ && on_main_os_thread()) || tl_dummy.thread.get() == this)
     throw std::logic_error("cannot join current thread");
+  if (spin_until([this] { return finished(); }, deadline)) return true;
   std::unique_lock lock(mu_);
   return wait_until(finished_cv_, lock, deadline, [&] { return finished(); });
 }
