@@ -47,6 +47,22 @@ T.test("proxies put and get on the script's own queue", function()
   T.eq(p:full(), false)
 end)
 
+T.test("scalars keep their Lua type through a proxy", function()
+  local m <close>, q = serving()
+  local p = m:get_q()
+  for _, v in ipairs({0, -7, math.maxinteger, math.mininteger, 2.5, 3.0, -0.0, 1 / 0, true, false, "", "\0x"}) do
+    p:put(v)
+    local got = p:get()
+    T.eq(got, v)
+    T.eq(math.type(got), math.type(v), "integer and float subtypes survive")
+  end
+  p:put(nil)
+  T.eq(p:qsize(), 1, "nil travels as None")
+  T.eq(p:get(), nil)
+  q:put({7.0})
+  T.eq(math.type(p:get()[1]), "float", "what a local put is read back the same way")
+end)
+
 T.test("Empty and Full come back as the queue module's kinds", function()
   local m <close> = serving()
   local p, s = m:get_q(), m:get_small()

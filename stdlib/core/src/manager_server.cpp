@@ -102,6 +102,7 @@ void ManagerServer::register_typeid(const std::string& type_id, std::shared_ptr<
   std::lock_guard lock(mu_);
   std::string ident = ident_of(obj.get());
   auto& entry = objects_[ident];
+  entry.exposed = std::make_shared<const std::vector<std::string>>(obj->exposed());
   entry.object = std::move(obj);
   entry.type_id = type_id;
   typeids_[type_id] = ident;
@@ -284,7 +285,7 @@ std::string ManagerServer::handle_public(const std::string& fn, const pickle::Tu
     Entry& e = objects_[it->second];
     ++e.refcount;
     std::vector<Object> exposed;
-    for (auto& name : e.object->exposed()) exposed.push_back(pickle::str(name));
+    for (auto& name : *e.exposed) exposed.push_back(pickle::str(name));
     return reply_return(pickle::tuple({pickle::str(it->second), pickle::tuple(std::move(exposed))}));
   }
   if (fn == "incref" || fn == "decref") {
@@ -344,20 +345,23 @@ std::string ManagerServer::handle_call(const Object& request) {
     return reply_traceback("ValueError", "malformed request " + pickle::repr(request).substr(0, 200));
   const std::string& method = *t->items[1].str();
   std::shared_ptr<ServedObject> obj;
+  std::shared_ptr<const std::vector<std::string>> exposed;
   {
     std::lock_guard lock(mu_);
     const std::string* ident = t->items[0].str();
     auto it = ident ? objects_.find(*ident) : objects_.end();
-    if (it != objects_.end()) obj = it->second.object;
+    if (it != objects_.end()) {
+      obj = it->second.object;
+      exposed = it->second.exposed;
+    }
   }
   if (!obj) return reply_traceback("KeyError", pickle::repr(t->items[0]));
   if (method == "__str__" || method == "__repr__") return reply_return(pickle::str(obj->describe()));
-  std::vector<std::string> exposed = obj->exposed();
   bool known = false;
-  for (auto& name : exposed) known = known || name == method;
+  for (auto& name : *exposed) known = known || name == method;
   if (!known) {
     std::string list;
-    for (auto& name : exposed) list += (list.empty() ? "'" : ", '") + name + "'";
+    for (auto& name : *exposed) list += (list.empty() ? "'" : ", '") + name + "'";
     return reply_traceback("AttributeError", "method '" + method + "' of " + obj->describe() +
                                                  " is not in exposed=(" + list + ")");
   }

@@ -88,6 +88,26 @@ void raise_failure(lua_State* L, const char* op, const Failure& f) {
 
 // A Lua value as a Python one, through the codec's plain-data bridge.
 pk::Object to_python(lua_State* L, int idx) {
+  // Scalars skip the codec round trip: the same Value, made directly.
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      return pk::Object();
+    case LUA_TBOOLEAN:
+      return pk::Object(static_cast<bool>(lua_toboolean(L, idx)));
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) return pk::Object(static_cast<std::int64_t>(lua_tointeger(L, idx)));
+      return pk::Object(static_cast<double>(lua_tonumber(L, idx)));
+    case LUA_TSTRING: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, idx, &len);
+      pk::Object out;
+      Failure f = attempt([&] { out = pk::from_value(core::Value(std::string(s, len))); });
+      raise_failure(L, "manager", f);
+      return out;
+    }
+    default:
+      break;
+  }
   std::string message = encode(L, idx, 1, "value");
   std::vector<core::Value> values;
   std::string error;
@@ -105,6 +125,32 @@ pk::Object to_python(lua_State* L, int idx) {
 }
 
 void push_python(lua_State* L, const pk::Object& obj) {
+  // Scalars go straight onto the stack, as the codec would decode them.
+  if (obj.is_none()) {
+    lua_pushnil(L);
+    return;
+  }
+  if (obj.is<bool>()) {
+    lua_pushboolean(L, obj.as<bool>());
+    return;
+  }
+  if (obj.is<std::int64_t>()) {
+    lua_pushinteger(L, static_cast<lua_Integer>(obj.as<std::int64_t>()));
+    return;
+  }
+  if (obj.is<double>()) {
+    lua_pushnumber(L, static_cast<lua_Number>(obj.as<double>()));
+    return;
+  }
+  if (const std::string* text = obj.str()) {
+    lua_pushlstring(L, text->data(), text->size());
+    return;
+  }
+  if (obj.is<pk::Bytes>()) {
+    const std::string& data = obj.as<pk::Bytes>().data;
+    lua_pushlstring(L, data.data(), data.size());
+    return;
+  }
   std::string message;
   Failure f = attempt([&] { message = core::codec::encode_values({pk::to_value(obj)}); });
   raise_failure(L, "manager", f);

@@ -74,6 +74,8 @@ class ManagerServer {
   struct Session;
   struct Entry {
     std::shared_ptr<ServedObject> object;
+    // object->exposed(), asked once at registration rather than on every call.
+    std::shared_ptr<const std::vector<std::string>> exposed;
     std::string type_id;
     std::int64_t refcount = 0;
   };
