@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
 #include <string>
 #include <thread>
@@ -85,6 +86,46 @@ TEST(Frames, TimeoutAndInterrupt) {
   EXPECT_THROW(p.b.recv_bytes(Deadline::after(0.05)), WireTimeout);
   this_thread_stop_flag().request();
   EXPECT_THROW(p.b.recv_bytes(Deadline::never()), Interrupted);
+}
+
+TEST(Frames, ATimeoutLongerThanAWaitSliceLastsItsLength) {
+  Pair p;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(p.b.recv_bytes(Deadline::after(0.13)), WireTimeout);
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(waited, 0.13);
+  EXPECT_LT(waited, 5.0);
+  // The connection still works after a timeout that read nothing.
+  p.a.send_bytes("late");
+  EXPECT_EQ(p.b.recv_bytes(Deadline::after(5)), "late");
+}
+
+TEST(Frames, AStopRequestEndsAReceiveThatWaitsForever) {
+  Pair p;
+  std::promise<StopFlag*> flag;
+  auto receiver = std::async(std::launch::async, [&] {
+    flag.set_value(&this_thread_stop_flag());
+    p.b.recv_bytes(Deadline::never());
+  });
+  flag.get_future().get()->request();
+  ASSERT_EQ(receiver.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_THROW(receiver.get(), Interrupted);
+}
+
+TEST(Frames, PingPongSurvivesIdleGapsBetweenBursts) {
+  // Quick replies and slow ones alternate, so receives that poll before
+  // sleeping and receives that sleep at once both occur; every frame arrives.
+  Pair p;
+  auto echo = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 300; ++i) p.b.send_bytes(p.b.recv_bytes(Deadline::after(10)), Deadline::after(10));
+  });
+  for (int i = 0; i < 300; ++i) {
+    if (i % 50 == 49) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::string m = "m" + std::to_string(i) + std::string(static_cast<std::size_t>(i) * 97, 'x');
+    p.a.send_bytes(m, Deadline::after(10));
+    ASSERT_EQ(p.a.recv_bytes(Deadline::after(10)), m);
+  }
+  echo.get();
 }
 
 TEST(Auth, HmacMatchesKnownVectors) {
