@@ -998,6 +998,84 @@ std::string encode(lua_State* L, int first, int count, const char* root) {
   return out;
 }
 
+std::size_t encode_scalar(lua_State* L, int idx, char* buf) {
+  // Header: magic, no flags, one value (a one-byte varint).
+  buf[0] = static_cast<char>(fmt::kMagic);
+  buf[1] = 0;
+  buf[2] = 1;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      buf[3] = fmt::kNil;
+      return 4;
+    case LUA_TBOOLEAN:
+      buf[3] = static_cast<char>(lua_toboolean(L, idx) ? fmt::kTrue : fmt::kFalse);
+      return 4;
+    case LUA_TNUMBER: {
+      // lua_isinteger, not lua_tointegerx: a float with an integral value (even -0.0) stays a float.
+      if (lua_isinteger(L, idx)) {
+        std::int64_t v = lua_tointeger(L, idx);
+        buf[3] = fmt::kInt;
+        std::memcpy(buf + 4, &v, sizeof v);
+      } else {
+        double d = lua_tonumber(L, idx);
+        buf[3] = fmt::kFloat;
+        std::memcpy(buf + 4, &d, sizeof d);
+      }
+      return 12;
+    }
+    case LUA_TSTRING: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, idx, &len);
+      if (len > kScalarMessageMax - 5) return 0;  // also keeps the length a one-byte varint
+      buf[3] = fmt::kString;
+      buf[4] = static_cast<char>(len);
+      std::memcpy(buf + 5, s, len);
+      return 5 + len;
+    }
+    default:
+      return 0;
+  }
+}
+
+bool decode_scalar(lua_State* L, std::string_view m) {
+  if (m.size() < 4 || static_cast<std::uint8_t>(m[0]) != fmt::kMagic || m[1] != 0 || m[2] != 1) return false;
+  switch (static_cast<std::uint8_t>(m[3])) {
+    case fmt::kNil:
+      if (m.size() != 4) return false;
+      lua_pushnil(L);
+      return true;
+    case fmt::kFalse:
+    case fmt::kTrue:
+      if (m.size() != 4) return false;
+      lua_pushboolean(L, m[3] == fmt::kTrue);
+      return true;
+    case fmt::kInt: {
+      if (m.size() != 12) return false;
+      std::int64_t v;
+      std::memcpy(&v, m.data() + 4, sizeof v);
+      lua_pushinteger(L, static_cast<lua_Integer>(v));
+      return true;
+    }
+    case fmt::kFloat: {
+      if (m.size() != 12) return false;
+      double d;
+      std::memcpy(&d, m.data() + 4, sizeof d);
+      lua_pushnumber(L, d);
+      return true;
+    }
+    case fmt::kString: {
+      // Only a one-byte length (< 0x80); longer strings go through decode.
+      if (m.size() < 5) return false;
+      auto len = static_cast<std::uint8_t>(m[4]);
+      if (len >= 0x80 || m.size() != 5u + len) return false;
+      lua_pushlstring(L, m.data() + 5, len);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 int decode(lua_State* L, std::string_view message) {
   int base = lua_gettop(L);
   std::string failure;

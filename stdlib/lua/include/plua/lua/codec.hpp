@@ -64,6 +64,18 @@ std::string encode(lua_State* L, int first, int count, const char* root = "args"
 // leaves the message's later references unreleased.
 int decode(lua_State* L, std::string_view message);
 
+// The fast path of queues for the commonest item, one nil, boolean, number or
+// string of up to kScalarMessageMax - 5 bytes: writes the same bytes as
+// encode(L, idx, 1) into buf (kScalarMessageMax bytes) and returns their
+// count, or 0 for any other value (then use encode).
+inline constexpr std::size_t kScalarMessageMax = 64;
+std::size_t encode_scalar(lua_State* L, int idx, char* buf);
+
+// Pushes the value of a one-value message of a nil, boolean, number or
+// string (true); false, with nothing pushed, for any other message (then use
+// decode, which also reports malformed bytes).
+bool decode_scalar(lua_State* L, std::string_view message);
+
 // Releases the by-reference objects of a message that will never be decoded
 // (a queue dropped with items in it, a failed send): calls each class's
 // drop_ref. Malformed bytes are ignored (nothing more is released).
