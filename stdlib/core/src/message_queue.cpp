@@ -175,24 +175,32 @@ bool MessageQueue::try_put(std::string_view message, void* spilled, PutStatus& s
     reserve(record);
     std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     std::uint64_t header[2] = {(std::uint64_t{message.size()} << 1) | (spilled ? 1u : 0u), last_seq_ + 1};
-    copy_in(tail, header, sizeof header);
     std::int64_t block = 0;
-    if (spilled) {
+    std::uint64_t at = tail & (ring_cap() - 1);
+    if (!spilled && at + kHeader + message.size() <= ring_cap()) {
+      // The usual record: contiguous, no wrap-around to split it.
+      std::byte* p = ring() + at;
+      std::memcpy(p, header, sizeof header);
+      std::memcpy(p + kHeader, message.data(), message.size());
+    } else if (spilled) {
+      copy_in(tail, header, sizeof header);
       block = static_cast<std::byte*>(spilled) - reinterpret_cast<std::byte*>(this);
       std::int64_t ref[2] = {block, static_cast<std::int64_t>(message.size())};
       copy_in(tail + kHeader, ref, sizeof ref);
     } else {
+      copy_in(tail, header, sizeof header);
       copy_in(tail + kHeader, message.data(), message.size());
     }
     journal_tail_ = tail + record;
     journal_block_ = block;
     tail_.store(tail + record, std::memory_order_release);  // the commit
     last_seq_ = header[1];
-    count_.fetch_add(1, std::memory_order_relaxed);
+    // Written under the mutex only: a plain store, not a locked read-modify-write.
+    count_.store(count_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     journal_tail_ = 0;
     journal_block_ = 0;
   }
-  not_empty_.notify(1);
+  not_empty_.notify_waiters(1);
   status = PutStatus::ok;
   return true;
 }
@@ -229,7 +237,10 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
       return true;
     }
     std::uint64_t header[2];
-    copy_out(head, header, sizeof header);
+    std::uint64_t at = head & (ring_cap() - 1);
+    const std::byte* p = ring() + at;
+    bool contiguous = at + kHeader <= ring_cap();
+    if (contiguous) std::memcpy(header, p, sizeof header); else copy_out(head, header, sizeof header);
     std::uint64_t len = header[0] >> 1;
     std::uint64_t payload = len;
     if (header[0] & 1) {
@@ -239,12 +250,14 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
       payload = kSpillRef;
     } else {
       out.resize(len);
-      copy_out(head + kHeader, out.data(), len);
+      if (contiguous && at + kHeader + len <= ring_cap()) std::memcpy(out.data(), p + kHeader, len);
+      else copy_out(head + kHeader, out.data(), len);
     }
-    head_.store(head + kHeader + round8(payload), std::memory_order_release);  // the commit
-    count_.fetch_sub(1, std::memory_order_relaxed);
+    std::uint64_t new_head = head + kHeader + round8(payload);
+    head_.store(new_head, std::memory_order_release);  // the commit
+    count_.store(count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);  // under the mutex
     spilled_len = len;
-    if (head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed)) shrink();
+    if (new_head == tail_.load(std::memory_order_relaxed)) shrink();
   }
   if (spilled) {
     // Copied after unlocking: the block is ours alone now.
@@ -252,7 +265,7 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
     out.resize(spilled_len);
     std::memcpy(out.data(), spilled, spilled_len);
   }
-  if (maxsize_ != 0) not_full_.notify(1);
+  if (maxsize_ != 0) not_full_.notify_waiters(1);
   status = GetStatus::ok;
   return true;
 }

@@ -32,6 +32,14 @@ class SharedSeq {
   // Bumps the word and wakes every waiter / at most n waiters.
   void notify_all() noexcept;
   void notify(int n) noexcept;
+  // notify(n) when somebody waits, else nothing (no atomic write, no system
+  // call). Only for state guarded by a SharedMutex that every waiter takes in
+  // its check after counting itself (wait_until does): a waiter whose check
+  // came first is counted by the time the notifier, which changed the state
+  // under the same mutex, looks; one whose check came later sees the change.
+  void notify_waiters(int n) noexcept {
+    if (waiters_.load(std::memory_order_acquire) != 0) notify(n);
+  }
   // Sleeps while the word is still `seen`, at most `slice`; may return early
   // (spuriously, on a signal, or on a notify).
   void wait(std::uint32_t seen, std::chrono::nanoseconds slice) noexcept;
