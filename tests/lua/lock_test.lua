@@ -235,4 +235,95 @@ T.test("Condition and Barrier between a parent and a fork child", function()
   T.eq(p.exitcode, 0)
 end)
 
+-- Fork children inherit the parent's objects: whatever way a child leaves,
+-- dropping and collecting its copies must neither kill it nor end the
+-- parent's objects (each child used to release a count it never took).
+local function every_lock()
+  return {lock.Lock(), lock.RLock(), lock.Condition(), lock.Condition(lock.Lock()), lock.Semaphore(2),
+          lock.BoundedSemaphore(1), lock.Event(), lock.Barrier(1)}
+end
+
+-- The parent's objects still work, and a guard the children dropped still holds its lock.
+local function check_locks(objs, held, g)
+  T.eq(objs[1]:acquire(false), true)
+  objs[1]:release()
+  T.eq(objs[2]:acquire(false), true)
+  objs[2]:release()
+  for i = 3, 4 do
+    T.eq(objs[i]:acquire(false), true)
+    objs[i]:notify_all()
+    objs[i]:release()
+  end
+  T.eq(objs[5]:acquire(false), true)
+  objs[5]:release()
+  T.eq(objs[6]:acquire(false), true)
+  objs[6]:release()
+  objs[7]:set()
+  T.eq(objs[7]:is_set(), true)
+  objs[7]:clear()
+  T.eq(objs[8]:wait(5), 0)
+  T.eq(held:locked(), true, "a child's collection of an inherited guard released the parent's lock")
+  do local _ <close> = g end
+  T.eq(held:locked(), false)
+end
+
+T.test("fork children that drop inherited lock objects and collect leave the parent's alive", function()
+  local objs, held = every_lock(), lock.Lock()
+  local g = held:guard()
+  for i = 1, 3 do
+    local p = process.Process{target = function()
+      objs, held, g = nil, nil, nil
+      collectgarbage()
+      collectgarbage()
+    end}
+    p:start()
+    p:join(20)
+    T.eq(p.exitcode, 0, "child " .. i)
+  end
+  check_locks(objs, held, g)
+end)
+
+T.test("fork children leaving by os.exit, before or after collecting, keep the counts right", function()
+  local objs, held = every_lock(), lock.Lock()
+  local g = held:guard()
+  for i = 1, 4 do
+    local p = process.Process{target = function()
+      if i % 2 == 0 then
+        objs, held, g = nil, nil, nil
+        collectgarbage()
+        collectgarbage()
+      end
+      os.exit(0)
+    end}
+    p:start()
+    p:join(20)
+    T.eq(p.exitcode, 0, "child " .. i)
+  end
+  -- A count given back twice would fail here: this child drops the last ones the parent lent it.
+  local p = process.Process{target = function() objs = nil collectgarbage() collectgarbage() end}
+  p:start()
+  p:join(20)
+  T.eq(p.exitcode, 0)
+  check_locks(objs, held, g)
+end)
+
+T.test("raw process.fork children that drop inherited lock objects keep the parent's alive", function()
+  local objs, held = every_lock(), lock.Lock()
+  local g = held:guard()
+  local done = lock.Semaphore(0)
+  for _ = 1, 3 do
+    local pid = process.fork()
+    if pid == 0 then
+      local sem = done
+      objs, held, g, done = nil, nil, nil, nil
+      collectgarbage()
+      collectgarbage()
+      sem:release()
+      os.exit(0)
+    end
+    T.eq(done:acquire(true, 20), true, "the child collected and reported")
+  end
+  check_locks(objs, held, g)
+end)
+
 T.run()

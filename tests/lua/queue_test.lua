@@ -498,4 +498,39 @@ T.test("handles release on __close and __gc", function()
   collectgarbage()
 end)
 
+T.test("fork children that drop inherited queues, however they leave, keep the parent's alive", function()
+  local qs = {queue.Queue(), queue.SimpleQueue(), queue.JoinableQueue()}
+  local done = queue.SimpleQueue()
+  for i = 1, 6 do
+    if i <= 4 then
+      local p = process.Process{target = function()
+        qs = nil
+        collectgarbage()
+        collectgarbage()
+        if i % 2 == 0 then os.exit(0) end
+      end}
+      p:start()
+      p:join(20)
+      T.eq(p.exitcode, 0, "child " .. i)
+    else
+      local pid = process.fork()
+      if pid == 0 then
+        local d = done
+        qs, done = nil, nil
+        collectgarbage()
+        collectgarbage()
+        d:put(i)
+        os.exit(0)
+      end
+      T.eq(done:get(true, 20), i)
+    end
+  end
+  for k, q in ipairs(qs) do
+    q:put(k)
+    T.eq(q:get(true, 5), k)
+  end
+  qs[3]:task_done()
+  T.eq(qs[3]:join(5), true)
+end)
+
 T.run()

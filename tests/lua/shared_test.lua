@@ -3,6 +3,21 @@ local shared = require "shared"
 local lock = require "lock"
 local process = require "process"
 
+local PLUA = arg[-1]
+
+-- Runs a Lua chunk in a fresh plua; returns its combined output and exit status.
+local function run_plua(code)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local pipe = io.popen(("%q %q 2>&1"):format(PLUA, path))
+  local out = pipe:read("a")
+  local _, _, status = pipe:close()
+  os.remove(path)
+  return out, status
+end
+
 T.test("shared.table reads, writes, length, pairs, ipairs", function()
   local t = shared.table{10, 20, 30, x = "y", [2.5] = true}
   T.eq(#t, 3)
@@ -157,6 +172,83 @@ T.test("Value, Lock and Event reach a spawned process by reference", function()
   T.eq(p.exitcode, 0)
   T.eq(v.value, 3.0)
   T.eq(l:locked(), false)
+end)
+
+-- Fork children inherit the parent's Values and Arrays (and their locks):
+-- dropping and collecting the copies must neither kill a child nor end the
+-- parent's objects, whichever way the child leaves.
+T.test("fork children that drop inherited Values and Arrays keep the parent's alive", function()
+  -- Only the objects under test are inherited: earlier tests' garbage goes first.
+  collectgarbage()
+  local v, a = shared.Value("int", 5), shared.Array("float", {1.5, 2.5})
+  local vl, al = v:get_lock(), a:get_lock()
+  for i = 1, 4 do
+    local p = process.Process{target = function()
+      v, a, vl, al = nil, nil, nil, nil
+      collectgarbage()
+      collectgarbage()
+      if i % 2 == 0 then os.exit(0) end
+    end}
+    p:start()
+    p:join(20)
+    T.eq(p.exitcode, 0, "child " .. i)
+  end
+  T.eq(v.value, 5)
+  v.value = 6
+  T.eq(v.value, 6)
+  T.eq(a[2], 2.5)
+  T.eq(vl:acquire(false), true)
+  vl:release()
+  do
+    local _ <close> = al:guard()
+    a[1] = a[1] + 1
+  end
+  T.eq(a[1], 2.5)
+end)
+
+T.test("raw fork children that end their script normally keep the parent's objects", function()
+  local out, status = run_plua([[
+local lock, process, queue, shared, time = require "lock", require "process", require "queue", require "shared", require "time"
+local lk, v, ev, q = lock.Lock(), shared.Value("int", 5), lock.Event(), queue.Queue()
+local vl = v:get_lock()
+local pids = {}
+for i = 1, 4 do
+  local pid = process.fork()
+  if pid == 0 then
+    lk, v, ev, q, vl = nil, nil, nil, nil, nil
+    if i % 2 == 1 then collectgarbage() collectgarbage() end
+    return  -- the end of the script: the state closes, the process exits
+  end
+  pids[i] = pid
+end
+local function exists(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if f then f:close() end
+  return f ~= nil
+end
+for _, pid in ipairs(pids) do
+  local deadline = time.monotonic() + 20
+  while exists(pid) and time.monotonic() < deadline do
+    process.active_children()
+    time.sleep(0.01)
+  end
+  assert(not exists(pid), "a raw fork child did not end")
+end
+assert(lk:acquire(false)) lk:release()
+assert(v.value == 5)
+assert(vl:acquire(false)) vl:release()
+ev:set()
+q:put("x")
+assert(q:get(true, 5) == "x")
+local p = process.Process{target = function() lk, v, ev, q, vl = nil collectgarbage() collectgarbage() end}
+p:start()
+p:join(20)
+print("last child", p.exitcode)
+assert(ev:is_set() and v.value == 5)
+print("ok")
+]])
+  T.eq(out, "last child\t0\nok\n")
+  T.eq(status, 0)
 end)
 
 T.test("collected shared tables release what they hold", function()

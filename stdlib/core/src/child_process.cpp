@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "plua/core/fork_tracked.hpp"
+
 namespace plua::core {
 
 // Every child this process started and has not reaped, plus handles still held.
@@ -131,8 +133,16 @@ void ChildProcess::send_signal(int sig) {
 pid_t fork_process() {
   std::fflush(nullptr);
   ChildRegistry::get();  // installs the fork handlers before the first fork
+  // The child's copies of arena references are counted before it exists.
+  fork_tracked::before_fork();
   pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  int saved = errno;
+  if (pid == 0) {
+    fork_tracked::after_fork_child();
+  } else {
+    fork_tracked::after_fork_parent(pid < 0);
+  }
+  if (pid < 0) throw std::system_error(saved, std::generic_category(), "fork");
   return pid;
 }
 
@@ -177,6 +187,7 @@ void run_fork_child_exit_hooks() noexcept {
     hooks = g_exit_hooks;
   }
   for (auto fn : hooks) fn();
+  fork_tracked::release_all();
 }
 
 }  // namespace plua::core

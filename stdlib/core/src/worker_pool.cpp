@@ -475,6 +475,8 @@ std::unique_ptr<WorkerPool::Worker> WorkerPool::start_process(std::string kit,
     } catch (const std::exception& e) {
       std::fprintf(stderr, "plua: pool worker failed: %s\n", e.what());
     }
+    // What it inherited from the parent's Lua states goes back to the arena.
+    run_fork_child_exit_hooks();
     std::fflush(nullptr);
     ::_exit(status);
   }

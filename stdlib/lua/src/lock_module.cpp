@@ -8,8 +8,10 @@
 #include <variant>
 
 #include "plua/core/barrier.hpp"
+#include "plua/core/child_process.hpp"
 #include "plua/core/condition.hpp"
 #include "plua/core/event.hpp"
+#include "plua/core/fork_tracked.hpp"
 #include "plua/core/lock.hpp"
 #include "plua/core/semaphore.hpp"
 #include "plua/lua/codec.hpp"
@@ -29,31 +31,30 @@ constexpr const char* kEvent = "plua.lock.Event";
 constexpr const char* kBarrier = "plua.lock.Barrier";
 constexpr const char* kGuard = "plua.lock.Guard";
 
-// A Lua object's body: the core object, or nothing once closed.
+// A Lua object's body: the core object, or nothing once closed; tracked so
+// that fork children count the copies they inherit (fork_tracked.hpp).
 template <class T>
-struct Box {
-  std::optional<T> obj;
-};
+using Box = core::ForkTracked<std::optional<T>>;
 
 template <class T>
 T& check(lua_State* L, int idx, const char* tname, const char* op) {
   auto* box = static_cast<Box<T>*>(luaL_checkudata(L, idx, tname));
-  if (!box->obj) luaL_error(L, "%s: the object is closed", op);
-  return *box->obj;
+  if (!box->body()) luaL_error(L, "%s: the object is closed", op);
+  return *box->body();
 }
 
 template <class T>
 void push_box(lua_State* L, T obj, const char* tname, int user_values = 0) {
   auto* box = static_cast<Box<T>*>(lua_newuserdatauv(L, sizeof(Box<T>), user_values));
-  new (box) Box<T>{std::move(obj)};
+  new (box) Box<T>(std::move(obj));
   luaL_setmetatable(L, tname);
 }
 
-// __gc and __close: drop the reference; safe to call twice.
+// __close and close(): drop the reference; safe to call twice.
 template <class T>
 int close_box(lua_State* L) {
   auto* box = static_cast<Box<T>*>(lua_touserdata(L, 1));
-  if (box) box->obj.reset();
+  if (box) box->reset();
   return 0;
 }
 
@@ -119,9 +120,14 @@ int push_acquired(lua_State* L, core::Acquire a, const char* what) {
 
 using Guarded = std::variant<std::monostate, core::Lock, core::RLock, core::Condition, core::Semaphore>;
 
-struct GuardBox {
+// What a guard acquired (copies: arena references, tracked as a Box) and the
+// process that acquired it: a fork child's collection of an inherited guard
+// must not release its parent's lock.
+struct GuardRefs {
   Guarded held;
+  pid_t owner = 0;
 };
+using GuardBox = core::ForkTracked<GuardRefs>;
 
 void release_guarded(Guarded& g) {
   std::visit(
@@ -133,7 +139,7 @@ void release_guarded(Guarded& g) {
 
 int guard_close(lua_State* L) {
   auto* g = static_cast<GuardBox*>(luaL_checkudata(L, 1, kGuard));
-  Guarded held = std::exchange(g->held, Guarded{});
+  Guarded held = g->take().held;
   if (!std::holds_alternative<std::monostate>(held))
     call_lock(L, "guard:close", [&] { release_guarded(held); return 0; });
   return 0;
@@ -143,7 +149,7 @@ int guard_gc(lua_State* L) {
   auto* g = static_cast<GuardBox*>(lua_touserdata(L, 1));
   // An unclosed guard releases when collected; a failure has nobody to report to.
   try {
-    release_guarded(g->held);
+    if (g->body().owner == core::current_pid()) release_guarded(g->body().held);
   } catch (const std::exception&) {
   }
   g->~GuardBox();
@@ -159,7 +165,7 @@ int make_guard(lua_State* L, const char* tname, const char* op) {
   core::Acquire a = call_lock(L, op, [&] { return obj.acquire(true, deadline); });
   if (a == core::Acquire::failed) plua::lua::raise_error(L, "TimeoutError", std::string(op) + ": timed out");
   auto* g = static_cast<GuardBox*>(lua_newuserdatauv(L, sizeof(GuardBox), 0));
-  new (g) GuardBox{Guarded{obj}};
+  new (g) GuardBox(GuardRefs{Guarded{obj}, core::current_pid()});
   luaL_setmetatable(L, kGuard);
   if (a != core::Acquire::abandoned) return 1;
   push_acquired(L, a, op);  // warns, and pushes true, "abandoned"
@@ -259,10 +265,10 @@ int condition_new(lua_State* L) {
   core::Condition::AnyLock lock = core::RLock(core::SharedRef<core::LockState>());
   if (lua_isnoneornil(L, 1)) {
     lock = call_core(L, "lock.Condition", [] { return core::RLock(); });
-  } else if (auto* b = static_cast<Box<core::Lock>*>(luaL_testudata(L, 1, kLock)); b && b->obj) {
-    lock = *b->obj;
-  } else if (auto* r = static_cast<Box<core::RLock>*>(luaL_testudata(L, 1, kRLock)); r && r->obj) {
-    lock = *r->obj;
+  } else if (auto* b = static_cast<Box<core::Lock>*>(luaL_testudata(L, 1, kLock)); b && b->body()) {
+    lock = *b->body();
+  } else if (auto* r = static_cast<Box<core::RLock>*>(luaL_testudata(L, 1, kRLock)); r && r->body()) {
+    lock = *r->body();
   } else {
     luaL_argerror(L, 1, "Lock or RLock expected");
   }

@@ -12,6 +12,7 @@
 #include <deque>
 #include <string_view>
 
+#include "plua/core/child_process.hpp"
 #include "plua/core/pool_wire.hpp"
 #include "plua/lua/codec.hpp"
 #include "plua/lua/interrupt.hpp"
@@ -230,6 +231,7 @@ std::atomic<int> g_installed_signal{0};
 int worker_exit(lua_State* L) {
   int status = lua_isboolean(L, 1) ? (lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE)
                                    : static_cast<int>(luaL_optinteger(L, 1, EXIT_SUCCESS));
+  core::run_fork_child_exit_hooks();
   std::fflush(nullptr);
   ::_exit(status);
 }

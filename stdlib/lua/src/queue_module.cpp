@@ -11,11 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include <pthread.h>
 #include <unistd.h>
 
 #include "plua/core/child_process.hpp"
 #include "plua/core/connection.hpp"
+#include "plua/core/fork_tracked.hpp"
 #include "plua/core/message_queue.hpp"
 #include "plua/core/wait_any.hpp"
 #include "plua/lua/codec.hpp"
@@ -79,55 +79,19 @@ Failure attempt(Body&& body) {
 
 // ---------------------------------------------------------------- queues
 
-// A Lua handle holds one counted reference to the shared queue. Handles are
-// listed, so that a fork child, which inherits copies of them, counts its
-// own references (at fork) and gives them back when it leaves with _exit.
-struct QueueHandle {
-  core::SharedRef<MessageQueue> q;
-  QueueHandle* prev = nullptr;  // the list, guarded by g_handles_mu
-  QueueHandle* next = nullptr;
-};
-
-std::mutex g_handles_mu;
-QueueHandle* g_handles = nullptr;  // guarded by g_handles_mu
-
-void list_handle(QueueHandle* h) {
-  std::lock_guard lock(g_handles_mu);
-  h->next = g_handles;
-  if (g_handles) g_handles->prev = h;
-  g_handles = h;
-}
-
-void unlist_handle(QueueHandle* h) {
-  std::lock_guard lock(g_handles_mu);
-  if (h->prev) h->prev->next = h->next; else g_handles = h->next;
-  if (h->next) h->next->prev = h->prev;
-  h->prev = h->next = nullptr;
-}
-
-// In a fork child: the inherited handles are this process's references now.
-void retain_inherited() {
-  for (QueueHandle* h = g_handles; h; h = h->next)
-    if (h->q) core::shared_arena::retain(h->q.get());
-  g_handles_mu.unlock();
-}
-
-// Before a fork child's _exit: give back every reference its handles hold.
-void release_all_handles() {
-  std::lock_guard lock(g_handles_mu);
-  for (QueueHandle* h = g_handles; h; h = h->next) h->q.reset();
-}
+// A Lua handle holds one counted reference to the shared queue, tracked so
+// that fork children count the copies they inherit (fork_tracked.hpp).
+using QueueHandle = core::ForkTracked<core::SharedRef<MessageQueue>>;
 
 MessageQueue& check_queue(lua_State* L, int idx = 1) {
   auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, idx, kQueueType));
-  if (!h->q) luaL_argerror(L, idx, "queue handle was released");
-  return *h->q;
+  if (!h->body()) luaL_argerror(L, idx, "queue handle was released");
+  return *h->body();
 }
 
 void push_queue(lua_State* L, core::SharedRef<MessageQueue> q) {
   auto* h = static_cast<QueueHandle*>(lua_newuserdatauv(L, sizeof(QueueHandle), 0));
-  new (h) QueueHandle{std::move(q)};
-  list_handle(h);
+  new (h) QueueHandle(std::move(q));
   luaL_setmetatable(L, kQueueType);
 }
 
@@ -151,10 +115,29 @@ int queue_JoinableQueue(lua_State* L) {
   return new_queue(L, MessageQueue::Kind::joinable, opt_maxsize(L, 1));
 }
 
+// The queue of a method call (self at index 1): the methods hold the
+// metatable as upvalue 1, so the usual case is one pointer comparison instead
+// of luaL_checkudata's lookup by name; anything else gets check_queue's error.
+// Leaves the metatable pushed (callers return no value or reset the stack).
+MessageQueue& method_queue(lua_State* L) {
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+    bool ours = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
+    auto* h = static_cast<QueueHandle*>(lua_touserdata(L, 1));
+    if (ours && h->body()) return *h->body();
+  }
+  return check_queue(L);
+}
+
 int do_put(lua_State* L, const char* op, bool block, const core::Deadline& deadline) {
-  MessageQueue& q = check_queue(L);
-  luaL_checkany(L, 2);
-  std::string message = encode(L, 2, 1, "item");
+  bool has_item = lua_gettop(L) >= 2;
+  MessageQueue& q = method_queue(L);
+  if (!has_item) luaL_argerror(L, 2, "value expected");  // as luaL_checkany (the metatable is on top now)
+  // One scalar (most items) is written to the stack, with no allocation.
+  char scalar[kScalarMessageMax];
+  std::size_t scalar_len = encode_scalar(L, 2, scalar);
+  std::string encoded;
+  if (scalar_len == 0) encoded = encode(L, 2, 1, "item");
+  std::string_view message = scalar_len ? std::string_view(scalar, scalar_len) : std::string_view(encoded);
   MessageQueue::PutStatus status = MessageQueue::PutStatus::full;
   Failure f = attempt([&] { status = q.put(message, block, deadline); });
   if (f || status != MessageQueue::PutStatus::ok) {
@@ -167,6 +150,7 @@ int do_put(lua_State* L, const char* op, bool block, const core::Deadline& deadl
 
 // put(v, [block=true], [timeout])
 int queue_put(lua_State* L) {
+  if (lua_gettop(L) <= 2) return do_put(L, "queue:put", true, core::Deadline::never());
   bool block = opt_boolean(L, 3, true);
   core::Deadline deadline = check_deadline(L, 4);
   return do_put(L, "queue:put", block, deadline);
@@ -177,7 +161,7 @@ int queue_put_nowait(lua_State* L) {
 }
 
 int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadline) {
-  MessageQueue& q = check_queue(L);
+  MessageQueue& q = method_queue(L);
   // A buffer reused per thread, so most gets allocate nothing before decoding
   // (unless a get runs inside a decode, e.g. from a module it requires).
   thread_local std::string reused;
@@ -191,6 +175,7 @@ int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadl
   if (status == MessageQueue::GetStatus::empty) raise_error(L, kEmpty, "queue is empty");
   if (status == MessageQueue::GetStatus::closed) raise_error(L, kEmpty, "queue is closed and empty");
   lua_settop(L, 0);
+  if (decode_scalar(L, message)) return 1;
   struct Busy {
     bool on;
     explicit Busy(bool b) : on(b) { if (on) reused_busy = true; }
@@ -205,6 +190,7 @@ int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadl
 
 // get([block=true], [timeout])
 int queue_get(lua_State* L) {
+  if (lua_gettop(L) <= 1) return do_get(L, "queue:get", true, core::Deadline::never());
   bool block = opt_boolean(L, 2, true);
   core::Deadline deadline = check_deadline(L, 3);
   return do_get(L, "queue:get", block, deadline);
@@ -260,26 +246,23 @@ int queue_join(lua_State* L) {
 
 // __gc and __close: this handle lets go of the queue (others keep it alive).
 int queue_release(lua_State* L) {
-  auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType));
-  h->q.reset();
+  static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType))->reset();
   return 0;
 }
 
 int queue_gc(lua_State* L) {
-  auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType));
-  unlist_handle(h);
-  h->~QueueHandle();
+  static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType))->~QueueHandle();
   return 0;
 }
 
 int queue_tostring(lua_State* L) {
   auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType));
-  if (!h->q) {
+  if (!h->body()) {
     lua_pushliteral(L, "<Queue (released)>");
     return 1;
   }
   static const char* const kNames[] = {"Queue", "SimpleQueue", "JoinableQueue"};
-  const MessageQueue& q = *h->q;
+  const MessageQueue& q = *h->body();
   lua_pushfstring(L, "<%s %p size=%d%s>", kNames[static_cast<int>(q.kind())],
                   static_cast<const void*>(&q), static_cast<int>(q.qsize()),
                   q.closed() ? " closed" : "");
@@ -291,7 +274,7 @@ void queue_write_ref(lua_State* L, int idx, std::string& out) {
   MessageQueue& q = check_queue(L, idx);
   auto* h = static_cast<QueueHandle*>(lua_touserdata(L, idx));
   (void)q;
-  core::SharedRefData d = h->q.ref_retained();
+  core::SharedRefData d = h->body().ref_retained();
   out.append(reinterpret_cast<const char*>(&d), sizeof d);
 }
 
@@ -522,10 +505,10 @@ int queue_wait(lua_State* L) {
     lua_geti(L, 1, i);
     core::WaitSource src;
     if (auto* qh = static_cast<QueueHandle*>(luaL_testudata(L, -1, kQueueType))) {
-      if (!qh->q) luaL_argerror(L, 1, "a queue handle was released");
-      keep_queues.push_back(qh->q);
+      if (!qh->body()) luaL_argerror(L, 1, "a queue handle was released");
+      keep_queues.push_back(qh->body());
       src.ready = queue_ready;
-      src.arg = qh->q.get();
+      src.arg = qh->body().get();
     } else if (auto* ch = static_cast<ConnHandle*>(luaL_testudata(L, -1, kConnectionType))) {
       keep.push_back(ch->c);
       src.fd = ch->c->fd();
@@ -590,15 +573,11 @@ constexpr luaL_Reg kFunctions[] = {
 
 int luaopen_plua_queue(lua_State* L) {
   using namespace plua::lua;
-  static bool once = [] {
-    pthread_atfork([] { g_handles_mu.lock(); }, [] { g_handles_mu.unlock(); }, retain_inherited);
-    plua::core::add_fork_child_exit_hook(release_all_handles);
-    return true;
-  }();
-  (void)once;
   if (luaL_newmetatable(L, kQueueType)) {
     luaL_setfuncs(L, kQueueMeta, 0);
-    luaL_newlib(L, kQueueMethods);
+    luaL_newlibtable(L, kQueueMethods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, kQueueMethods, 1);  // the metatable as upvalue 1: see method_queue
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

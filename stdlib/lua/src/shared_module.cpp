@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "plua/core/fork_tracked.hpp"
 #include "plua/core/lock.hpp"
 #include "plua/core/shared_array.hpp"
 #include "plua/core/shared_table.hpp"
@@ -240,25 +241,28 @@ void table_push_ref(lua_State* L, std::string_view ref) {
 
 // ---- shared.Value and shared.Array ----
 
-struct ArrayBox {
+// The memory and its lock, or nothing once closed.
+struct ArrayRefs {
   std::optional<core::SharedArray> arr;
   std::optional<core::RLock> lock;
 };
+// Tracked so that fork children count the copies they inherit (fork_tracked.hpp).
+using ArrayBox = core::ForkTracked<ArrayRefs>;
 
 core::ScalarKind check_kind(lua_State* L, int idx) {
   static const char* const kKinds[] = {"int", "float", "bool", nullptr};
   return static_cast<core::ScalarKind>(luaL_checkoption(L, idx, nullptr, kKinds));
 }
 
-ArrayBox& check_array(lua_State* L, int idx, const char* tname, const char* op) {
+ArrayRefs& check_array(lua_State* L, int idx, const char* tname, const char* op) {
   auto* box = static_cast<ArrayBox*>(luaL_checkudata(L, idx, tname));
-  if (!box->arr) luaL_error(L, "%s: the object is closed", op);
-  return *box;
+  if (!box->body().arr) luaL_error(L, "%s: the object is closed", op);
+  return box->body();
 }
 
 void push_array(lua_State* L, core::SharedArray arr, core::RLock lock, const char* tname) {
   auto* box = static_cast<ArrayBox*>(lua_newuserdatauv(L, sizeof(ArrayBox), 0));
-  new (box) ArrayBox{std::move(arr), std::move(lock)};
+  new (box) ArrayBox(ArrayRefs{std::move(arr), std::move(lock)});
   luaL_setmetatable(L, tname);
 }
 
@@ -294,14 +298,14 @@ void set_slot(lua_State* L, core::SharedArray& a, std::uint64_t i, int idx) {
 }
 
 int value_get_lock(lua_State* L) {
-  ArrayBox& b = lua_touserdata(L, 1) && luaL_testudata(L, 1, kValue) ? check_array(L, 1, kValue, "Value:get_lock")
+  ArrayRefs& b = lua_touserdata(L, 1) && luaL_testudata(L, 1, kValue) ? check_array(L, 1, kValue, "Value:get_lock")
                                                                       : check_array(L, 1, kArray, "Array:get_lock");
   plua::lua::push_rlock(L, *b.lock);
   return 1;
 }
 
 int value_index(lua_State* L) {
-  ArrayBox& b = check_array(L, 1, kValue, "Value");
+  ArrayRefs& b = check_array(L, 1, kValue, "Value");
   const char* key = lua_tostring(L, 2);
   if (key && std::strcmp(key, "value") == 0) push_slot(L, *b.arr, 0);
   else if (key && std::strcmp(key, "get_lock") == 0) lua_pushcfunction(L, value_get_lock);
@@ -310,7 +314,7 @@ int value_index(lua_State* L) {
 }
 
 int value_newindex(lua_State* L) {
-  ArrayBox& b = check_array(L, 1, kValue, "Value");
+  ArrayRefs& b = check_array(L, 1, kValue, "Value");
   const char* key = lua_tostring(L, 2);
   if (!key || std::strcmp(key, "value") != 0) luaL_argerror(L, 2, "a Value has only the field 'value'");
   set_slot(L, *b.arr, 0, 3);
@@ -338,7 +342,7 @@ std::uint64_t check_index(lua_State* L, const core::SharedArray& a, int idx) {
 }
 
 int array_index(lua_State* L) {
-  ArrayBox& b = check_array(L, 1, kArray, "Array");
+  ArrayRefs& b = check_array(L, 1, kArray, "Array");
   if (lua_type(L, 2) == LUA_TSTRING) {
     if (std::strcmp(lua_tostring(L, 2), "get_lock") == 0) lua_pushcfunction(L, value_get_lock);
     else lua_pushnil(L);
@@ -356,7 +360,7 @@ int array_index(lua_State* L) {
 }
 
 int array_newindex(lua_State* L) {
-  ArrayBox& b = check_array(L, 1, kArray, "Array");
+  ArrayRefs& b = check_array(L, 1, kArray, "Array");
   set_slot(L, *b.arr, check_index(L, *b.arr, 2), 3);
   return 0;
 }
@@ -392,9 +396,7 @@ int shared_array(lua_State* L) {
 }
 
 int array_close(lua_State* L) {
-  auto* box = static_cast<ArrayBox*>(lua_touserdata(L, 1));
-  box->arr.reset();
-  box->lock.reset();
+  static_cast<ArrayBox*>(lua_touserdata(L, 1))->reset();
   return 0;
 }
 
@@ -406,7 +408,7 @@ int array_gc(lua_State* L) {
 // Value and Array travel as two arena references: the memory and its RLock.
 void array_write_ref(lua_State* L, int idx, std::string& out) {
   const char* tname = luaL_testudata(L, idx, kValue) ? kValue : kArray;
-  ArrayBox& b = check_array(L, idx, tname, "shared: send");
+  ArrayRefs& b = check_array(L, idx, tname, "shared: send");
   core::SharedRefData a = b.arr->state().ref_retained();
   core::SharedRefData l = b.lock->state().ref_retained();
   out.append(reinterpret_cast<const char*>(&a), sizeof a);

@@ -61,7 +61,8 @@ class ChildProcess {
 // fork() with our own registries consistent in the child (they are held
 // across the fork by the forking thread). Returns as fork does; throws
 // std::system_error when fork fails. Output buffered in C stdio is flushed
-// first, so it is not written twice.
+// first, so it is not written twice. The arena references the child inherits
+// in ForkTracked holders are counted as its own (fork_tracked.hpp).
 pid_t fork_process();
 
 // The children of this process that were started and not yet reaped; reaps
@@ -73,7 +74,8 @@ void reap_orphans();
 
 // Functions a fork child runs right before it leaves with _exit (after its
 // target): how objects it inherited give back what they hold in shared
-// memory. Registration is process-wide and idempotent.
+// memory. Registration is process-wide and idempotent. After the hooks, the
+// run releases every ForkTracked holder (fork_tracked::release_all).
 void add_fork_child_exit_hook(void (*fn)());
 void run_fork_child_exit_hooks() noexcept;
 
