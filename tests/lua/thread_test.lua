@@ -283,6 +283,27 @@ T.test("threads have the standard library and the plua modules", function()
   T.deep({t:result()}, {2, "AB", "1,2", "number", "A", "co", "function", "function", "number", 11})
 end)
 
+T.test("each thread starts from a fresh state, even on a reused OS thread", function()
+  -- What one thread leaves in its state (globals, library tables, loaded
+  -- modules, the string metatable) is never seen by the threads after it.
+  for i = 1, 20 do
+    local t = thread.Thread{target = function(k)
+      local seen = 0
+      for _, v in pairs({leftover, string.leftover, package.loaded.leftover, ("x").leftover, math.leftover}) do
+        seen = seen + 1
+      end
+      leftover = k
+      string.leftover = k
+      package.loaded.leftover = k
+      math.leftover = k
+      return seen, package.preload.thread ~= nil, ("ab"):upper()
+    end, args = {i}}
+    t:start()
+    t:join()
+    T.deep({t:result()}, {0, true, "AB"})
+  end
+end)
+
 T.test("replacing _G's metatable in a thread keeps the libraries", function()
   local t = thread.Thread{target = function()
     setmetatable(_G, {__index = function(_, k) return "missing " .. k end})

@@ -231,6 +231,43 @@ TEST(Thread, OsThreadsAreReusedAndStopFlagsStartClear) {
   EXPECT_LT(tids.size(), 50u);
 }
 
+namespace {
+// What the park hook test's hook leaves behind: per OS thread, and in total.
+thread_local int tl_park_marks = 0;
+std::atomic<int> g_park_runs{0};
+}  // namespace
+
+TEST(Thread, ParkHookRunsOnTheWorkerAfterTheBodyAndBeforeTheNext) {
+  Thread::set_park_hook([]() noexcept {
+    ++tl_park_marks;
+    g_park_runs.fetch_add(1);
+  });
+  int runs_before = g_park_runs.load();
+  std::atomic<int> marks_first{-1}, marks_second{-1};
+  std::atomic<std::int64_t> tid_first{0}, tid_second{0};
+  auto first = Thread::create({});
+  first->start([&] {
+    marks_first = tl_park_marks;
+    tid_first = Thread::current()->native_id().value_or(0);
+  });
+  ASSERT_TRUE(first->join(Deadline::after(10)));
+  // The hook runs after the joiner was released: wait for it, with a deadline.
+  auto deadline = Deadline::after(10);
+  while (g_park_runs.load() == runs_before && !deadline.expired()) std::this_thread::sleep_for(1ms);
+  ASSERT_GT(g_park_runs.load(), runs_before);
+  auto second = Thread::create({});
+  second->start([&] {
+    marks_second = tl_park_marks;
+    tid_second = Thread::current()->native_id().value_or(0);
+  });
+  ASSERT_TRUE(second->join(Deadline::after(10)));
+  Thread::set_park_hook(nullptr);
+  // The most recently parked worker is reused first, so the second body ran
+  // where the hook had just run for the first.
+  ASSERT_EQ(tid_first.load(), tid_second.load());
+  EXPECT_EQ(marks_second.load(), marks_first.load() + 1);
+}
+
 TEST(Thread, JoinNonDaemonWaitsForEveryNonDaemon) {
   Gate gate;
   std::atomic<int> done{0};

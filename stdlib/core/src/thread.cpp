@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstring>
 #include <pthread.h>
+#include <sched.h>
 #include <stdexcept>
 #include <sys/syscall.h>
 #include <thread>
@@ -22,6 +23,12 @@ constexpr std::chrono::microseconds kSpin{100};
 // keeps a shared core from the thread it waits for.
 template <class Ready>
 bool spin_until(Ready ready, const Deadline& deadline) {
+  // On one CPU the awaited thread cannot run while we spin.
+  static const bool several_cpus = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) > 1;
+  }();
+  if (!several_cpus) return ready();
   auto limit = std::chrono::steady_clock::now() + kSpin;
   if (auto when = deadline.when(); when && *when < limit) limit = *when;
   const StopFlag& stop = this_thread_stop_flag();
@@ -36,6 +43,9 @@ bool spin_until(Ready ready, const Deadline& deadline) {
     std::this_thread::yield();
   }
 }
+
+// Run by a worker after each body (Thread::set_park_hook).
+std::atomic<void (*)() noexcept> g_park_hook{nullptr};
 
 }  // namespace
 
@@ -152,12 +162,10 @@ void ThreadInternals::worker_loop(Worker* w) {
   w->ident = self_ident();
   w->tid = gettid_now();
   Pool& p = pool();
-  std::unique_lock lock(p.mu);
   for (;;) {
     // A start() right after the last body's join usually comes within the spin.
-    lock.unlock();
     spin_until([w] { return w->handed.load(std::memory_order_acquire); }, Deadline::never());
-    lock.lock();
+    std::unique_lock lock(p.mu);
     // Wait for a body (handed over by start) or give up after the keep-alive.
     bool got = w->cv.wait_for(lock, kIdleKeepAlive, [&] { return w->thread != nullptr; });
     if (!got) {
@@ -177,9 +185,8 @@ void ThreadInternals::worker_loop(Worker* w) {
     thread->mark_finished();
     thread->forget_current();
     thread.reset();
-    lock.lock();
+    if (auto hook = g_park_hook.load(std::memory_order_acquire)) hook();
   }
-  lock.unlock();
   delete w;
 }
 
@@ -385,6 +392,8 @@ std::size_t Thread::active_count() {
 }
 
 std::uint64_t Thread::current_ident() noexcept { return ThreadInternals::self_ident(); }
+
+void Thread::set_park_hook(void (*hook)() noexcept) noexcept { g_park_hook.store(hook, std::memory_order_release); }
 
 bool Thread::in_started_thread() noexcept { return tl_current != nullptr; }
 

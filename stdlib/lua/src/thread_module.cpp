@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "plua/core/cancel.hpp"
 #include "plua/core/thread.hpp"
@@ -176,6 +178,36 @@ struct StateOwner {
   StateOwner& operator=(const StateOwner&) = delete;
 };
 
+// A fresh state a parked worker built for the next body on its OS thread;
+// closed when the OS thread exits unused.
+struct SpareState {
+  lua_State* L = nullptr;
+  SpareState() = default;
+  SpareState(const SpareState&) = delete;
+  SpareState& operator=(const SpareState&) = delete;
+  ~SpareState() {
+    if (L) lua_close(L);
+  }
+};
+thread_local SpareState tl_spare;
+
+// Park hook (core::Thread::set_park_hook): builds the next body's state while
+// nobody waits for this OS thread, which takes it off the next start's path.
+void prepare_spare_state() noexcept {
+  if (tl_spare.L) return;
+  try {
+    tl_spare.L = pl::new_thread_state();
+  } catch (const std::bad_alloc&) {
+    // The next body builds its own state (and reports the shortage itself).
+  }
+}
+
+// The spare state of this OS thread if there is one, else a new state.
+lua_State* take_thread_state() {
+  if (tl_spare.L) return std::exchange(tl_spare.L, nullptr);
+  return pl::new_thread_state();
+}
+
 // The body of every plua thread, on its own OS thread.
 void thread_body(core::Thread& self, Payload& payload) {
   if (payload.interval >= 0) {
@@ -189,7 +221,7 @@ void thread_body(core::Thread& self, Payload& payload) {
   }
   RunContext ctx{&payload, {}};
   ctx.outcome.discard = pl::discard;
-  StateOwner owner(pl::new_thread_state());
+  StateOwner owner(take_thread_state());
   lua_State* L = owner.L;
   lua_pushlightuserdata(L, &ctx);
   lua_pushcclosure(L, capture_error, 1);
@@ -552,6 +584,7 @@ int luaopen_plua_thread(lua_State* L) {
     lua_setfield(L, -2, "methods");
   }
   lua_pop(L, 1);
+  core::Thread::set_park_hook(prepare_spare_state);
   pl::register_sendable_class(
       pl::SendableClass{"thread", kThread, thread_write_ref, thread_push_ref, pl::drop_shared_ref<core::Thread>});
   // Only the program's own states wait for threads at exit; a thread's state must not wait for its siblings.

@@ -106,6 +106,11 @@ class Thread : public std::enable_shared_from_this<Thread> {
   // Joins every alive non-daemon thread (the exit rule), including threads
   // started meanwhile; interruptible, gives up at the deadline (false).
   static bool join_non_daemon(const Deadline& deadline);
+  // Sets the function an OS thread of this file runs each time it has parked
+  // after a body (its joiners already released, no lock held): the place to
+  // ready what the next body on that OS thread needs. Process-wide; nullptr
+  // for none. A body handed over meanwhile starts when the hook returns.
+  static void set_park_hook(void (*hook)() noexcept) noexcept;
 
   Thread(const Thread&) = delete;
   Thread& operator=(const Thread&) = delete;
