@@ -95,9 +95,14 @@ namespace {
 
 // What a fresh plua state has in _G: C functions by name, module tables by
 // global name (-> module name).
+// Looked up by string_view, so checking a global allocates nothing.
+struct NameHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
 struct FreshGlobals {
-  std::unordered_map<std::string, lua_CFunction> functions;
-  std::unordered_map<std::string, std::string> modules;
+  std::unordered_map<std::string, lua_CFunction, NameHash, std::equal_to<>> functions;
+  std::unordered_map<std::string, std::string, NameHash, std::equal_to<>> modules;
 };
 
 const FreshGlobals& fresh_globals() {
@@ -943,7 +948,9 @@ class Decoder {
 // True if the global (key at -2, value at -1) is what a fresh state has anyway.
 bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
   if (lua_type(L, -2) != LUA_TSTRING) return false;
-  std::string name = lua_tostring(L, -2);
+  size_t len = 0;
+  const char* chars = lua_tolstring(L, -2, &len);
+  std::string_view name(chars, len);
   if (name == "_G") {
     lua_pushglobaltable(L);
     bool same = lua_rawequal(L, -1, -2);
