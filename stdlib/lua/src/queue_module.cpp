@@ -120,11 +120,10 @@ int queue_JoinableQueue(lua_State* L) {
 // of luaL_checkudata's lookup by name; anything else gets check_queue's error.
 // Leaves the metatable pushed (callers return no value or reset the stack).
 MessageQueue& method_queue(lua_State* L) {
-  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
-    bool ours = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
-    auto* h = static_cast<QueueHandle*>(lua_touserdata(L, 1));
-    if (ours && h->body()) return *h->body();
-  }
+  // The same test as luaL_testudata's, with the metatable at hand.
+  auto* h = static_cast<QueueHandle*>(lua_touserdata(L, 1));
+  if (h && lua_getmetatable(L, 1) && lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1)) && h->body())
+    return *h->body();
   return check_queue(L);
 }
 
