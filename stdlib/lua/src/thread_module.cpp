@@ -172,7 +172,7 @@ struct StateOwner {
   ~StateOwner() {
     pl::run_shutdown_hooks(L);
     pl::detach_this_thread();
-    lua_close(L);
+    pl::close_thread_state(L);
   }
   StateOwner(const StateOwner&) = delete;
   StateOwner& operator=(const StateOwner&) = delete;
@@ -186,7 +186,7 @@ struct SpareState {
   SpareState(const SpareState&) = delete;
   SpareState& operator=(const SpareState&) = delete;
   ~SpareState() {
-    if (L) lua_close(L);
+    if (L) pl::close_thread_state(L);
   }
 };
 thread_local SpareState tl_spare;

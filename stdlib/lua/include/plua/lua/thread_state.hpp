@@ -16,8 +16,13 @@
 
 namespace plua::lua {
 
-// A new state as above; throws std::bad_alloc when out of memory.
+// A new state as above; throws std::bad_alloc when out of memory. Its small
+// blocks come from its own core::BlockArena, so it must be closed with
+// close_thread_state, on one thread at a time.
 lua_State* new_thread_state();
+
+// Closes a state made by new_thread_state() (lua_close, then its arena).
+void close_thread_state(lua_State* L);
 
 // Opens every library still waiting to be opened (a no-op when all are).
 void open_lazy_libraries(lua_State* L);
