@@ -152,6 +152,7 @@ int run_target(lua_State* L) {
   pl::decode(L, p.target);
   int nargs = pl::decode(L, p.args);
   if (!p.has_target) return 0;
+  lua_gc(L, LUA_GCRESTART);
   lua_call(L, nargs, LUA_MULTRET);
   int nresults = lua_gettop(L) - base;
   ctx->outcome.values = pl::encode(L, base + 1, nresults, "results");
@@ -223,6 +224,8 @@ void thread_body(core::Thread& self, Payload& payload) {
   ctx.outcome.discard = pl::discard;
   StateOwner owner(take_thread_state());
   lua_State* L = owner.L;
+  // Setting up holds no garbage worth a collection step; the target's own allocations restart it.
+  lua_gc(L, LUA_GCSTOP);
   lua_pushlightuserdata(L, &ctx);
   lua_pushcclosure(L, capture_error, 1);
   lua_pushcfunction(L, run_target);
