@@ -272,9 +272,11 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
 
 MessageQueue::GetStatus MessageQueue::get(std::string& out, bool block, const Deadline& deadline) {
   GetStatus status = GetStatus::empty;
-  if (try_get(out, status)) return status;
-  if (!block) return GetStatus::empty;
-  if (spin_until([&] { return readable(); }) && try_get(out, status)) return status;
+  if (!block) return try_get(out, status) ? status : GetStatus::empty;
+  // While the count says empty, spin without the lock, leaving it to the putter;
+  // the count is only a hint (a dead putter can leave it stale), so the
+  // wait below always checks under the lock.
+  if ((readable() || spin_until([&] { return readable(); })) && try_get(out, status)) return status;
   if (core::wait_until(not_empty_, deadline, [&](bool) { return try_get(out, status); })) return status;
   return GetStatus::empty;
 }

@@ -173,8 +173,8 @@ int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadl
   if (f) raise_failure(L, op, f);
   if (status == MessageQueue::GetStatus::empty) raise_error(L, kEmpty, "queue is empty");
   if (status == MessageQueue::GetStatus::closed) raise_error(L, kEmpty, "queue is closed and empty");
+  if (decode_scalar(L, message)) return 1;  // the top value is the result: no need to clear the stack
   lua_settop(L, 0);
-  if (decode_scalar(L, message)) return 1;
   struct Busy {
     bool on;
     explicit Busy(bool b) : on(b) { if (on) reused_busy = true; }
