@@ -122,29 +122,33 @@ class MessageQueue {
   bool try_get(std::string& out, GetStatus& status);
   void free_records() noexcept;
 
-  // Field order is for the cache: the arena puts an object 16 bytes into a
-  // 64-byte-aligned block, so the mutex and count_ share the first line and
-  // what a put or get writes besides (head_, tail_, last_seq_, the journal)
-  // the second; the waiting words, written only by sleepers, come later.
+  // Field order is for the cache. The arena puts an object 16 bytes into a
+  // 64-byte-aligned block, so after 48 bytes of fields that rarely change,
+  // the mutex, the count, head and tail (everything a get writes) fill one
+  // cache line: each put or get moves that line and the record's between
+  // the cores, nothing else. The put-only state and the waiting words (read
+  // by notifiers, written only by sleepers) have lines of their own.
+  const Kind kind_;
+  std::atomic<std::uint32_t> closed_{0};
+  const std::uint64_t maxsize_;
+  // The ring as (offset from this, in bytes) << 8 | log2(capacity): one store switches it.
+  std::atomic<std::uint64_t> ring_word_{0};
+  std::uint64_t done_ = 0;                     // task_done calls so far, guarded by mu_
+  std::atomic<std::uint64_t> repairs_{0};
+  char pad0_[8] = {};
   mutable SharedMutex mu_;
   std::atomic<std::uint64_t> count_{0};        // derived from the ring
   std::atomic<std::uint64_t> head_{0};         // absolute byte positions: the commit points
   std::atomic<std::uint64_t> tail_{0};
-  // The ring as (offset from this, in bytes) << 8 | log2(capacity): one store switches it.
-  std::atomic<std::uint64_t> ring_word_{0};
   std::uint64_t last_seq_ = 0;                 // puts published so far, guarded by mu_
   // Journal of the put in progress (0: none): the tail it will publish, and
   // its spilled block (offset from this), so repair() can finish or undo it.
   std::uint64_t journal_tail_ = 0;             // guarded by mu_
   std::int64_t journal_block_ = 0;             // guarded by mu_
-  const Kind kind_;
-  const std::uint64_t maxsize_;
-  std::atomic<std::uint32_t> closed_{0};
-  std::uint64_t done_ = 0;                     // task_done calls so far, guarded by mu_
+  char pad1_[40] = {};
   SharedSeq not_empty_;   // bumped when an item arrives or the queue closes
   SharedSeq not_full_;    // bumped when an item leaves (bounded queues)
   SharedSeq all_done_;    // bumped when unfinished_ drops to zero
-  std::atomic<std::uint64_t> repairs_{0};
 };
 
 }  // namespace plua::core
