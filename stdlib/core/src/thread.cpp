@@ -4,7 +4,6 @@
 #include <csignal>
 #include <cstring>
 #include <pthread.h>
-#include <sched.h>
 #include <stdexcept>
 #include <sys/syscall.h>
 #include <thread>
@@ -12,37 +11,6 @@
 
 namespace plua::core {
 namespace {
-
-// How long a waiter looks again before it blocks. A short body ends, and the
-// next start() comes, sooner than a blocked thread is woken (a futex wake of a
-// thread whose core went idle costs tens of microseconds, more in a VM).
-constexpr std::chrono::microseconds kSpin{100};
-
-// Spins until ready() or kSpin has passed (or the deadline, or a stop
-// request); true when ready() held. Yields now and then, so a spinner never
-// keeps a shared core from the thread it waits for.
-template <class Ready>
-bool spin_until(Ready ready, const Deadline& deadline) {
-  // On one CPU the awaited thread cannot run while we spin.
-  static const bool several_cpus = [] {
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) > 1;
-  }();
-  if (!several_cpus) return ready();
-  auto limit = std::chrono::steady_clock::now() + kSpin;
-  if (auto when = deadline.when(); when && *when < limit) limit = *when;
-  const StopFlag& stop = this_thread_stop_flag();
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (ready()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
-    if (stop.requested() || std::chrono::steady_clock::now() >= limit) return ready();
-    std::this_thread::yield();
-  }
-}
 
 // Run by a worker after each body (Thread::set_park_hook).
 std::atomic<void (*)() noexcept> g_park_hook{nullptr};
@@ -72,7 +40,6 @@ struct ThreadInternals {
     std::condition_variable cv;
     std::shared_ptr<Thread> thread;  // the next body's Thread, guarded by Pool::mu
     Thread::Body body;               // guarded by Pool::mu
-    std::atomic<bool> handed{false};  // thread and body are set (read without the lock while spinning)
     std::uint64_t ident = 0;
     std::int64_t tid = 0;
   };
@@ -163,8 +130,6 @@ void ThreadInternals::worker_loop(Worker* w) {
   w->tid = gettid_now();
   Pool& p = pool();
   for (;;) {
-    // A start() right after the last body's join usually comes within the spin.
-    spin_until([w] { return w->handed.load(std::memory_order_acquire); }, Deadline::never());
     std::unique_lock lock(p.mu);
     // Wait for a body (handed over by start) or give up after the keep-alive.
     bool got = w->cv.wait_for(lock, kIdleKeepAlive, [&] { return w->thread != nullptr; });
@@ -174,7 +139,6 @@ void ThreadInternals::worker_loop(Worker* w) {
     }
     std::shared_ptr<Thread> thread = std::move(w->thread);
     Thread::Body body = std::move(w->body);
-    w->handed.store(false, std::memory_order_relaxed);
     lock.unlock();
     thread->native_id_.store(w->tid, std::memory_order_release);
     thread->run(body);
@@ -226,7 +190,6 @@ void Thread::start(Body body) {
       native_id_.store(w->tid, std::memory_order_release);
       w->thread = std::move(self);
       w->body = std::move(body);
-      w->handed.store(true, std::memory_order_release);
       w->cv.notify_one();
       return;
     }
@@ -234,7 +197,6 @@ void Thread::start(Body body) {
   auto* w = new ThreadInternals::Worker;
   w->thread = std::move(self);
   w->body = std::move(body);
-  w->handed.store(true, std::memory_order_relaxed);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -286,7 +248,6 @@ bool Thread::join(const Deadline& deadline) {
   if (!started()) throw std::logic_error("cannot join thread before it is started");
   if (tl_current.get() == this || (main_ && on_main_os_thread()) || tl_dummy.thread.get() == this)
     throw std::logic_error("cannot join current thread");
-  if (spin_until([this] { return finished(); }, deadline)) return true;
   std::unique_lock lock(mu_);
   return wait_until(finished_cv_, lock, deadline, [&] { return finished(); });
 }
