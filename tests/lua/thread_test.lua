@@ -304,6 +304,24 @@ T.test("each thread starts from a fresh state, even on a reused OS thread", func
   end
 end)
 
+T.test("warnings in a thread start off and follow @on and @off, as in lua", function()
+  local out, code = run_child([[
+    local thread = require "thread"
+    local t = thread.Thread{target = function()
+      warn("unheard")
+      warn("@on")
+      warn("heard ", "in ", "parts")
+      warn("@off")
+      warn("unheard again")
+    end}
+    t:start()
+    t:join()
+    t:result()
+  ]])
+  T.eq(out, "Lua warning: heard in parts\n")
+  T.eq(code, 0)
+end)
+
 T.test("replacing _G's metatable in a thread keeps the libraries", function()
   local t = thread.Thread{target = function()
     setmetatable(_G, {__index = function(_, k) return "missing " .. k end})

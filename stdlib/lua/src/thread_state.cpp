@@ -1,5 +1,6 @@
 #include "plua/lua/thread_state.hpp"
 
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <string_view>
@@ -108,17 +109,66 @@ void* arena_alloc(void* ud, void* p, size_t osize, size_t nsize) {
   return static_cast<core::BlockArena*>(ud)->reallocate(p, osize, nsize);
 }
 
+// What luaL_newstate's states do, for a state made with lua_newstate: an
+// error outside any protected call is reported before Lua aborts, and
+// warnings start off, "@on" and "@off" switching them.
+int report_panic(lua_State* L) {
+  const char* msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object is not a string";
+  std::fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n", msg);
+  std::fflush(stderr);
+  return 0;
+}
+void warn_on(void* ud, const char* msg, int tocont);
+// Warnings off: only "@on" is heard.
+void warn_off(void* ud, const char* msg, int tocont) {
+  if (!tocont && std::strcmp(msg, "@on") == 0) lua_setwarnf(static_cast<lua_State*>(ud), warn_on, ud);
+}
+// The rest of a warning whose first part warn_on printed.
+void warn_more(void* ud, const char* msg, int tocont) {
+  std::fputs(msg, stderr);
+  if (tocont) return;
+  std::fputs("\n", stderr);
+  std::fflush(stderr);
+  lua_setwarnf(static_cast<lua_State*>(ud), warn_on, ud);
+}
+void warn_on(void* ud, const char* msg, int tocont) {
+  if (!tocont && msg[0] == '@') {
+    if (std::strcmp(msg, "@off") == 0) lua_setwarnf(static_cast<lua_State*>(ud), warn_off, ud);
+    return;
+  }
+  std::fputs("Lua warning: ", stderr);
+  if (tocont) lua_setwarnf(static_cast<lua_State*>(ud), warn_more, ud);
+  warn_more(ud, msg, tocont);
+}
+
+// A state whose small blocks come from its own arena (building and closing a
+// state is mostly small allocations); malloc's under AddressSanitizer, which
+// checks the Lua heap only if malloc serves it.
+lua_State* new_state() {
+#ifndef __SANITIZE_ADDRESS__
+  if (auto* arena = new (std::nothrow) core::BlockArena) {
+    if (lua_State* L = lua_newstate(arena_alloc, arena)) {
+      lua_atpanic(L, report_panic);
+      lua_setwarnf(L, warn_off, L);
+      return L;
+    }
+    delete arena;
+  }
+#endif
+  return luaL_newstate();
+}
+
 }  // namespace
 
 lua_State* new_thread_state() {
-  lua_State* L = luaL_newstate();
+  lua_State* L = new_state();
   if (L == nullptr) throw std::bad_alloc();
-#ifndef __SANITIZE_ADDRESS__  // AddressSanitizer checks the Lua heap only if malloc serves it
-  // Small blocks from an arena: building and closing a state is mostly small allocations.
-  if (auto* arena = new (std::nothrow) core::BlockArena) lua_setallocf(L, arena_alloc, arena);
-#endif
   // Nothing made here is garbage: collection steps while building would only re-mark it.
   lua_gc(L, LUA_GCSTOP);
+  // A globals table sized for the base library, lazy libraries and a script's
+  // globals, so that filling it does not rehash it again and again.
+  lua_createtable(L, 0, 64);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
   lua_pop(L, 2);
