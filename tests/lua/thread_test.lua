@@ -304,6 +304,36 @@ T.test("each thread starts from a fresh state, even on a reused OS thread", func
   end
 end)
 
+T.test("strings behave as in lua before and after the string library opens in a thread", function()
+  -- Each target is the first string use of a fresh state (the library opens lazily).
+  local cases = {
+    {function() return ("ab"):upper() end, {"AB"}},
+    {function() return "10" + 1, "3" * "4", -"2", "7" // 2, "7" % 4, "2" ^ 3, "9" / 3, "5" - 1 end,
+     {11, 12, -2, 3, 3, 8.0, 3.0, 4}},
+    {function() return getmetatable("").__index == string end, {true}},
+    {function() return debug.getmetatable("").__index == string end, {true}},
+    {function() return require("debug").getmetatable("").__index == string end, {true}},
+    {function()
+      getmetatable("").__index.twice = function(x) return x .. x end
+      return ("ab"):twice()
+    end, {"abab"}},
+    {function() package.loaded.string = {}; return ("ab"):len(), "1" + 1 end, {2, 2}},
+    {function() return require("string").format("%d", 5), rawget(_G, "string") ~= nil end, {"5", true}},
+  }
+  for i, case in ipairs(cases) do
+    local t = thread.Thread{target = case[1]}
+    t:start()
+    t:join()
+    T.deep({t:result()}, case[2], "case " .. i)
+  end
+  local bad = thread.Thread{target = function() return "abc" + 1 end}
+  bad:start()
+  bad:join()
+  local ok, err = pcall(bad.result, bad)
+  T.eq(ok, false)
+  T.ok(tostring(err):find("thread_test.lua:%d+: attempt to add a 'string' with a 'number'"), tostring(err))
+end)
+
 T.test("warnings in a thread start off and follow @on and @off, as in lua", function()
   local out, code = run_child([[
     local thread = require "thread"

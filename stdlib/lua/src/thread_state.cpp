@@ -21,13 +21,15 @@ struct Library {
   lua_CFunction open;
 };
 
-// Opened on first use; base, package and string are opened eagerly (strings
-// need their metatable from the first instruction).
+int open_debug(lua_State* L);
+
+// Opened on first use (base at once, package by open_package; strings get a
+// stand-in metatable that opens the string library, see lazy_string_index).
 constexpr Library kLazy[] = {
-    {LUA_TABLIBNAME, luaopen_table},   {LUA_MATHLIBNAME, luaopen_math},
+    {LUA_STRLIBNAME, luaopen_string},  {LUA_TABLIBNAME, luaopen_table},   {LUA_MATHLIBNAME, luaopen_math},
     {LUA_IOLIBNAME, luaopen_io},       {LUA_OSLIBNAME, luaopen_os},
     {LUA_COLIBNAME, luaopen_coroutine}, {LUA_UTF8LIBNAME, luaopen_utf8},
-    {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_DBLIBNAME, open_debug},
 };
 
 // Opens library `lib` as luaL_openlibs would, unless it is open already;
@@ -35,6 +37,97 @@ constexpr Library kLazy[] = {
 void open_library(lua_State* L, const Library& lib) {
   luaL_requiref(L, lib.name, lib.open, 1);
   lua_pop(L, 1);
+}
+
+int lazy_string_index(lua_State* L);
+
+// Opens the string library unless it is open, which gives strings their real
+// metatable; leaves nothing on the stack.
+void open_string(lua_State* L) {
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_pop(L, 1);
+  // package.loaded.string set by hand first: the stand-in is still there, so open it for real.
+  int top = lua_gettop(L);
+  lua_pushliteral(L, "");
+  bool stand_in = lua_getmetatable(L, -1) && lua_getfield(L, -1, "__index") == LUA_TFUNCTION &&
+                  lua_tocfunction(L, -1) == lazy_string_index;
+  lua_settop(L, top);
+  if (stand_in) {
+    lua_pushcfunction(L, luaopen_string);
+    lua_call(L, 0, 0);
+  }
+}
+
+// Strings' stand-in __index: s:upper() opens the string library, then looks
+// the method up again through the real metatable.
+int lazy_string_index(lua_State* L) {
+  lua_settop(L, 2);
+  open_string(L);
+  lua_settop(L, 2);
+  lua_gettable(L, 1);
+  return 1;
+}
+
+// Does operation Op (upvalue 1) on the operands on the stack.
+int do_arith(lua_State* L) {
+  lua_arith(L, static_cast<int>(lua_tointeger(L, lua_upvalueindex(1))));
+  return 1;
+}
+
+// Strings' stand-in arithmetic ("10" + 1): opens the library, then does the
+// arithmetic again (now through the string library's metamethods). An error
+// names the caller's line, as it would have without the stand-in.
+template <int Op>
+int lazy_string_arith(lua_State* L) {
+  lua_settop(L, 2);
+  open_string(L);
+  int n = Op == LUA_OPUNM ? 1 : 2;
+  lua_settop(L, n);
+  lua_pushinteger(L, Op);
+  lua_pushcclosure(L, do_arith, 1);
+  lua_insert(L, 1);
+  if (lua_pcall(L, n, 1, 0) == LUA_OK) return 1;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+// The debug library, with the string library open first, so that
+// debug.getmetatable("") sees the real metatable.
+int open_debug(lua_State* L) {
+  open_string(L);
+  return luaopen_debug(L);
+}
+
+// Gives strings the stand-in metatable.
+void set_string_stand_in(lua_State* L) {
+  static constexpr luaL_Reg kStandIn[] = {
+      {"__index", lazy_string_index},
+      {"__add", lazy_string_arith<LUA_OPADD>},
+      {"__sub", lazy_string_arith<LUA_OPSUB>},
+      {"__mul", lazy_string_arith<LUA_OPMUL>},
+      {"__mod", lazy_string_arith<LUA_OPMOD>},
+      {"__pow", lazy_string_arith<LUA_OPPOW>},
+      {"__div", lazy_string_arith<LUA_OPDIV>},
+      {"__idiv", lazy_string_arith<LUA_OPIDIV>},
+      {"__unm", lazy_string_arith<LUA_OPUNM>},
+      {nullptr, nullptr},
+  };
+  lua_pushliteral(L, "");
+  luaL_newlib(L, kStandIn);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+// package.preload's loader of a lazy library (upvalue: its Library): opens it
+// as luaL_openlibs would, global included, and returns it.
+int require_lazy(lua_State* L) {
+  const auto* lib = static_cast<const Library*>(lua_touserdata(L, lua_upvalueindex(1)));
+  luaL_requiref(L, lib->name, lib->open, 1);
+  return 1;
 }
 
 // Opens the package library (require, package.*) unless it is open, with the
@@ -47,7 +140,8 @@ void open_package(lua_State* L) {
   // The package library adopts the registry's preload table: fill it first.
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const Library& lib : kLazy) {
-    lua_pushcfunction(L, lib.open);
+    lua_pushlightuserdata(L, const_cast<Library*>(&lib));
+    lua_pushcclosure(L, require_lazy, 1);
     lua_setfield(L, -2, lib.name);
   }
   lua_pop(L, 1);
@@ -89,6 +183,15 @@ int lazy_global(lua_State* L) {
     }
   }
   return 0;
+}
+
+// getmetatable, wrapped: a string's metatable is the string library's.
+int guarded_getmetatable(lua_State* L) {
+  if (lua_type(L, 1) == LUA_TSTRING) open_string(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 // setmetatable, wrapped: replacing _G's metatable first opens every library,
@@ -170,8 +273,8 @@ lua_State* new_thread_state() {
   lua_createtable(L, 0, 64);
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  set_string_stand_in(L);
   // require "math" and require "queue" work too: open_package preloads them.
   lua_pushcfunction(L, lazy_require);
   lua_setglobal(L, "require");
@@ -183,6 +286,9 @@ lua_State* new_thread_state() {
   lua_getfield(L, -1, "setmetatable");
   lua_pushcclosure(L, guarded_setmetatable, 1);
   lua_setfield(L, -2, "setmetatable");
+  lua_getfield(L, -1, "getmetatable");
+  lua_pushcclosure(L, guarded_getmetatable, 1);
+  lua_setfield(L, -2, "getmetatable");
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kThreadStateKey);

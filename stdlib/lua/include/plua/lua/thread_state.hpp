@@ -1,9 +1,11 @@
 // The lua_State of a plua thread (or of a thread pool's worker): made for one
 // OS thread and cheap to create. Opening every standard library costs more
-// than starting the OS thread, so only base and string are opened at once;
-// package opens on the first `require` or use of `package`; table, math, io,
-// os, coroutine, utf8 and debug open on first use (as globals through a
-// metatable on _G, or with require); the plua modules are in package.preload.
+// than starting the OS thread, so only base is opened at once; package opens
+// on the first `require` or use of `package`; string, table, math, io, os,
+// coroutine, utf8 and debug open on first use (as globals through a
+// metatable on _G, or with require; strings start with a stand-in metatable
+// whose methods and arithmetic open the string library, and getmetatable of
+// a string opens it first); the plua modules are in package.preload.
 //
 // The lazy globals live in _G's metatable (__index). A script that replaces
 // _G's metatable (setmetatable(_G, mt)) first gets every library opened, so
