@@ -209,7 +209,9 @@ TEST(MessageQueue, SurvivesProcessesKilledAtAnyMoment) {
     pid_t writer = fork_process();
     if (writer == 0) {
       for (std::uint64_t i = 0;; ++i) {
-        std::size_t size = (i % 13 == 0) ? MessageQueue::kSpillBytes + 10 : i % 200;
+        // Spills are rare: copying one (outside the mutex) takes as long as
+        // a hundred small puts, and kills must land inside the mutex too.
+        std::size_t size = (i % 101 == 0) ? MessageQueue::kSpillBytes + 10 : i % 200;
         q->put(numbered(i, size), true, Deadline::never());
       }
     }
