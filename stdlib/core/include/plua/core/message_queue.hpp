@@ -25,8 +25,10 @@
 // once returned to the getter.
 //
 // Speed: the fast path is one uncontended lock, a memcpy, one store; a futex
-// wake happens only when somebody sleeps; a blocked getter or putter spins
-// briefly before sleeping. Callers encode and decode outside the lock.
+// wake (and any write to the futex word) happens only when somebody sleeps; a
+// blocked getter or putter spins briefly before sleeping, a getter on the
+// count alone (not the lock, which the putter then has to itself). Callers
+// encode and decode outside the lock.
 //
 // Memory ordering: all state is ordered by the mutex; count_ and closed_ are
 // also read without it (relaxed: qsize/empty/full and the spin are hints,
