@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <unordered_map>
 
@@ -123,9 +124,9 @@ class Decoder {
 
   Node* make(Node::Kind kind) {
     if (arena_.size() >= limits_.max_objects) fail("too many objects");
-    arena_.push_back(std::make_unique<Node>());
-    arena_.back()->kind = kind;
-    return arena_.back().get();
+    Node& n = arena_.emplace_back();
+    n.kind = kind;
+    return &n;
   }
   void push(Node* n) { stack_.push_back(n); }
   Node* pop() {
@@ -426,7 +427,8 @@ class Decoder {
   std::string_view data_;
   Limits limits_;
   std::size_t pos_ = 0;
-  std::vector<std::unique_ptr<Node>> arena_;
+  // A deque keeps nodes in place as it grows and allocates them in blocks.
+  std::deque<Node> arena_;
   std::vector<Node*> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, Node*> memo_;

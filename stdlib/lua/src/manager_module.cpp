@@ -163,15 +163,19 @@ struct ProxyHandle {
   std::unique_ptr<core::ManagerProxy> proxy;
 };
 
-core::ManagerProxy& check_proxy(lua_State* L, int idx = 1) {
+ProxyHandle* check_proxy(lua_State* L, int idx = 1) {
   auto* h = static_cast<ProxyHandle*>(luaL_checkudata(L, idx, kProxyType));
   if (!h->proxy) luaL_argerror(L, idx, "proxy was closed");
-  return *h->proxy;
+  return h;
 }
 
 // Runs a method on the server and pushes its result.
-int proxy_call(lua_State* L, const char* op, const std::string& method, std::vector<pk::Object> args) {
-  core::ManagerProxy& p = check_proxy(L);
+// `h` was checked on entry; converting the arguments may have run Lua code
+// that closed it since.
+int proxy_call(lua_State* L, ProxyHandle* h, const char* op, const std::string& method,
+               std::vector<pk::Object> args) {
+  if (!h->proxy) luaL_argerror(L, 1, "proxy was closed");
+  core::ManagerProxy& p = *h->proxy;
   pk::Object result;
   Failure f = attempt([&] { result = p.call(method, std::move(args)); });
   raise_failure(L, op, f);
@@ -186,39 +190,47 @@ pk::Object timeout_arg(lua_State* L, int idx) {
 
 // proxy:put(v, [block=true], [timeout])
 int proxy_put(lua_State* L) {
-  check_proxy(L);
+  ProxyHandle* p = check_proxy(L);
   luaL_checkany(L, 2);
   pk::Object v = to_python(L, 2);
   bool block = opt_boolean(L, 3, true);
-  return proxy_call(L, "proxy:put", "put", {v, pk::Object(block), timeout_arg(L, 4)}) * 0;
+  return proxy_call(L, p, "proxy:put", "put", {v, pk::Object(block), timeout_arg(L, 4)}) * 0;
 }
 
 // proxy:get([block=true], [timeout])
 int proxy_get(lua_State* L) {
-  check_proxy(L);
+  ProxyHandle* p = check_proxy(L);
   bool block = opt_boolean(L, 2, true);
-  return proxy_call(L, "proxy:get", "get", {pk::Object(block), timeout_arg(L, 3)});
+  return proxy_call(L, p, "proxy:get", "get", {pk::Object(block), timeout_arg(L, 3)});
 }
 
 int proxy_put_nowait(lua_State* L) {
-  check_proxy(L);
+  ProxyHandle* p = check_proxy(L);
   luaL_checkany(L, 2);
-  return proxy_call(L, "proxy:put_nowait", "put_nowait", {to_python(L, 2)}) * 0;
+  return proxy_call(L, p, "proxy:put_nowait", "put_nowait", {to_python(L, 2)}) * 0;
 }
 
-int proxy_get_nowait(lua_State* L) { return proxy_call(L, "proxy:get_nowait", "get_nowait", {}); }
-int proxy_qsize(lua_State* L) { return proxy_call(L, "proxy:qsize", "qsize", {}); }
-int proxy_empty(lua_State* L) { return proxy_call(L, "proxy:empty", "empty", {}); }
-int proxy_full(lua_State* L) { return proxy_call(L, "proxy:full", "full", {}); }
+int proxy_get_nowait(lua_State* L) {
+  return proxy_call(L, check_proxy(L), "proxy:get_nowait", "get_nowait", {});
+}
+int proxy_qsize(lua_State* L) {
+  return proxy_call(L, check_proxy(L), "proxy:qsize", "qsize", {});
+}
+int proxy_empty(lua_State* L) {
+  return proxy_call(L, check_proxy(L), "proxy:empty", "empty", {});
+}
+int proxy_full(lua_State* L) {
+  return proxy_call(L, check_proxy(L), "proxy:full", "full", {});
+}
 
 // Any other exposed method: positional arguments, converted as values are.
 int proxy_generic(lua_State* L) {
   const char* method = lua_tostring(L, lua_upvalueindex(1));
-  check_proxy(L);
+  ProxyHandle* p = check_proxy(L);
   std::vector<pk::Object> args;
   for (int i = 2; i <= lua_gettop(L); ++i) args.push_back(to_python(L, i));
   std::string op = std::string("proxy:") + method;
-  return proxy_call(L, op.c_str(), method, std::move(args));
+  return proxy_call(L, p, op.c_str(), method, std::move(args));
 }
 
 int proxy_close(lua_State* L) {
