@@ -148,11 +148,26 @@ T.test("a shared.table refuses to travel to a spawned process", function()
   process.set_start_method("spawn", true)
   local t = shared.table()
   local p = process.Process{target = function(t) t.x = 1 end, args = {t}}
+  local ok, err = pcall(p.start, p)
+  process.set_start_method("fork", true)
+  T.eq(ok, false)
+  T.ok(tostring(err):find("cannot send a plua.shared.table to another process at process[2][1]", 1, true),
+       tostring(err))
+  T.eq(t.x, nil)
+end)
+
+T.test("a spawned process sees nil for a global shared.table (left out of its globals)", function()
+  process.set_start_method("spawn", true)
+  g_shared_for_spawn = shared.table()
+  local q = require("queue").Queue()
+  local p = process.Process{target = function(q) q:put(g_shared_for_spawn == nil) end, args = {q}}
   p:start()
+  local seen = q:get(true, 20)
   p:join(20)
   process.set_start_method("fork", true)
-  T.eq(p.exitcode, 1)    -- the child's decode raised "a shared.table cannot cross to another process"
-  T.eq(t.x, nil)
+  g_shared_for_spawn = nil
+  T.eq(seen, true)
+  T.eq(p.exitcode, 0)
 end)
 
 T.test("Value, Lock and Event reach a spawned process by reference", function()

@@ -29,6 +29,15 @@ std::atomic<int> g_class_count{0};
 
 }  // namespace
 
+namespace {
+thread_local bool t_for_another_process = false;
+}  // namespace
+
+EncodingForAnotherProcess::EncodingForAnotherProcess() noexcept : previous_(t_for_another_process) {
+  t_for_another_process = true;
+}
+EncodingForAnotherProcess::~EncodingForAnotherProcess() { t_for_another_process = previous_; }
+
 void register_sendable_class(const SendableClass& cls) {
   // Two first registrations racing may both append: harmless, lookups take the first.
   if (find_sendable_class(cls.tname)) return;
@@ -452,6 +461,8 @@ class Encoder {
   }
 
   bool too_deep() const { return too_deep_; }
+
+  bool cross_process() const noexcept { return cross_process_; }
   const std::string& refused() const { return refused_; }
   // The path from the failed value's root to it, e.g. ".co[2]".
   std::string path_below() const {
@@ -715,6 +726,11 @@ class Encoder {
       lua_pop(L_, 1);
     }
     if (!cls) return refuse_userdata(idx);
+    if (cls->process_local && t_for_another_process) {
+      refused_ = cls->tname;
+      cross_process_ = true;
+      return false;
+    }
     const void* p = lua_topointer(L_, idx);
     if (write_ref_if_seen(p)) return true;
     seen_.add(p);
@@ -735,6 +751,7 @@ class Encoder {
   const void* globals_ = nullptr;
   bool rebuilt_ = false;
   bool too_deep_ = false;
+  bool cross_process_ = false;  // refused_ names a process_local class
   std::string refused_;
   std::vector<std::string> segments_;
 };
@@ -742,7 +759,8 @@ class Encoder {
 [[noreturn]] void raise_refusal(lua_State* L, Encoder& enc, std::string& out, const std::string& path) {
   std::string message = enc.too_deep()
                             ? "codec: value nested too deeply (limit " + std::to_string(fmt::kMaxDepth) + ") at " + path
-                            : "cannot send a " + enc.refused() + " value at " + path;
+                        : enc.cross_process() ? "cannot send a " + enc.refused() + " to another process at " + path
+                                              : "cannot send a " + enc.refused() + " value at " + path;
   discard(out);
   out.clear();
   luaL_error(L, "%s", message.c_str());

@@ -697,7 +697,7 @@ void register_process_sendable() {
       [](lua_State* L, std::string_view ref) {
         push_handle(L, take_shared_ref<ProcessState>(L, ref, kProcessTypeName));
       },
-      drop_shared_ref<ProcessState>});
+      drop_shared_ref<ProcessState>, true});
 }
 
 }  // namespace plua::lua

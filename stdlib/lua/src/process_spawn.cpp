@@ -128,10 +128,14 @@ std::shared_ptr<core::ChildProcess> spawn_process(lua_State* L, int handle_idx,
       explicit Collect(std::vector<int>* v) { t_collecting = v; }
       ~Collect() { t_collecting = nullptr; }
     } collect(&passed);
+    EncodingForAnotherProcess for_child;
     body = encode(L, first, 2, "process");
     lua_pop(L, 3);
   }
-  std::string globals = encode_globals(L);
+  std::string globals = [&] {
+    EncodingForAnotherProcess for_child;
+    return encode_globals(L);
+  }();
 
   // Header: plain data about the child and its parent.
   int top = lua_gettop(L);

@@ -476,7 +476,7 @@ int luaopen_plua_shared(lua_State* L) {
   new_meta(L, kArray, kArrayMeta);
   using plua::lua::SendableClass;
   plua::lua::register_sendable_class(SendableClass{"shared", kTable, table_write_ref, table_push_ref,
-                                                   plua::lua::drop_shared_ref<core::SharedTable>});
+                                                   plua::lua::drop_shared_ref<core::SharedTable>, true});
   plua::lua::register_sendable_class(SendableClass{"shared", kValue, array_write_ref, value_push_ref, array_drop_ref});
   plua::lua::register_sendable_class(SendableClass{"shared", kArray, array_write_ref, array_push_ref, array_drop_ref});
   luaL_newlib(L, kFunctions);

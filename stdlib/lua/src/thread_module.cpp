@@ -589,7 +589,7 @@ int luaopen_plua_thread(lua_State* L) {
   lua_pop(L, 1);
   core::Thread::set_park_hook(prepare_spare_state);
   pl::register_sendable_class(
-      pl::SendableClass{"thread", kThread, thread_write_ref, thread_push_ref, pl::drop_shared_ref<core::Thread>});
+      pl::SendableClass{"thread", kThread, thread_write_ref, thread_push_ref, pl::drop_shared_ref<core::Thread>, true});
   // Only the program's own states wait for threads at exit; a thread's state must not wait for its siblings.
   if (!pl::is_thread_state(L) && !core::Thread::in_started_thread()) pl::add_shutdown_hook(L, join_at_exit);
   luaL_newlib(L, kFunctions);

@@ -138,7 +138,7 @@ int luaopen_plua_threadlocal(lua_State* L) {
   if (luaL_newmetatable(L, kLocal)) luaL_setfuncs(L, kMeta, 0);
   lua_pop(L, 1);
   pl::register_sendable_class(
-      pl::SendableClass{"threadlocal", kLocal, local_write_ref, local_push_ref, pl::drop_shared_ref<Identity>});
+      pl::SendableClass{"threadlocal", kLocal, local_write_ref, local_push_ref, pl::drop_shared_ref<Identity>, true});
   luaL_newlib(L, kFunctions);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_call);

@@ -94,6 +94,25 @@ struct SendableClass {
   void (*push_ref)(lua_State* L, std::string_view ref);
   // Optional: releases a reference that will never be pushed (see discard()).
   void (*drop_ref)(std::string_view ref) noexcept = nullptr;
+  // True when references are only valid in this process (write_shared_ref):
+  // encoding one for another process is refused up front (see below).
+  bool process_local = false;
+};
+
+// While one is alive, the calling thread's encode and encode_globals make
+// messages for another process (a spawn child): an object of a process_local
+// class is refused there with "cannot send a <tname> to another process at
+// <path>" (encode) or left out (encode_globals), instead of failing in the child
+// and leaking the sender's reference.
+class EncodingForAnotherProcess {
+ public:
+  EncodingForAnotherProcess() noexcept;
+  ~EncodingForAnotherProcess();
+  EncodingForAnotherProcess(const EncodingForAnotherProcess&) = delete;
+  EncodingForAnotherProcess& operator=(const EncodingForAnotherProcess&) = delete;
+
+ private:
+  bool previous_;
 };
 
 // Registers a class for by-reference travel. Process-global, thread-safe,
