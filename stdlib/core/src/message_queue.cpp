@@ -1,5 +1,7 @@
 #include "plua/core/message_queue.hpp"
 
+#include <sched.h>
+
 #include <bit>
 #include <cstring>
 
@@ -9,6 +11,7 @@ namespace {
 constexpr std::uint64_t kHeader = 16;      // {len << 1 | spilled, sequence number}
 constexpr std::uint64_t kSpillRef = 16;    // {block offset from the queue, size}
 constexpr int kSpins = 2000;
+constexpr int kYieldEvery = 100;
 
 std::uint64_t round8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
 
@@ -22,11 +25,13 @@ inline void cpu_relax() noexcept {
 
 // Spins briefly while `ready` is false: a partner thread or process usually
 // answers within microseconds, much cheaper than a futex sleep and wake.
+// Every kYieldEvery turns it yields the CPU: on a busy machine the partner
+// may be waiting for this very core, and a yield is cheap when it is not.
 template <class Ready>
 bool spin_until(Ready ready) {
-  for (int i = 0; i < kSpins; ++i) {
+  for (int i = 1; i <= kSpins; ++i) {
     if (ready()) return true;
-    cpu_relax();
+    if (i % kYieldEvery == 0) sched_yield(); else cpu_relax();
   }
   return false;
 }
