@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -53,6 +55,7 @@ struct ResultHandle {
   bool is_map = false;     // a list of one value per item, or all of apply's values
   bool resolved = false;   // outcome decoded into the uservalue (value or error)
   bool ok = false;
+  lua_Integer items = 0;   // map: the list's length, so the result table is sized once
 };
 
 struct IteratorHandle {
@@ -341,7 +344,7 @@ void resolve(lua_State* L, int result_idx) {
     r->ok = false;
     return;
   }
-  lua_newtable(L);
+  lua_createtable(L, static_cast<int>(std::min<lua_Integer>(r->items, INT_MAX)), r->is_map ? 0 : 1);
   int values = lua_gettop(L);
   lua_Integer n = 0;
   for (std::size_t i = 0; i < r->job->chunks(); ++i) {
@@ -361,8 +364,14 @@ void resolve(lua_State* L, int result_idx) {
       r->ok = false;
       return;
     }
+    // In list order: filled back to front, the list would start in the hash
+    // part and be rehashed over and over as it grows.
     int got = lua_gettop(L) - values;
-    for (int k = got; k >= 1; --k) lua_rawseti(L, values, n + k);
+    for (int k = 1; k <= got; ++k) {
+      lua_pushvalue(L, values + k);
+      lua_rawseti(L, values, n + k);
+    }
+    lua_settop(L, values);
     n += got;
   }
   if (!r->is_map) {
@@ -466,10 +475,11 @@ Callbacks read_callbacks(lua_State* L, int idx, int result_idx) {
 }
 
 // Pushes a new AsyncResult for a job about to be submitted (fields filled by the caller).
-int push_result(lua_State* L, int pool_idx, bool is_map) {
+int push_result(lua_State* L, int pool_idx, bool is_map, lua_Integer items = 0) {
   auto* r = static_cast<ResultHandle*>(lua_newuserdatauv(L, sizeof(ResultHandle), 1));
   new (r) ResultHandle{};
   r->is_map = is_map;
+  r->items = items;
   luaL_setmetatable(L, kResultType);
   lua_createtable(L, 0, 4);
   lua_pushvalue(L, pool_idx);
@@ -590,7 +600,7 @@ int do_map_async(lua_State* L, const char* op, TaskMode mode) {
   lua_settop(L, 5);
   lua_Integer size = check_chunksize(L, 4, n, h.pool->size(), 0);
   service(L, 1, h);
-  int result = push_result(L, 1, true);
+  int result = push_result(L, 1, true, n);
   Callbacks cb = read_callbacks(L, 5, result);
   auto fn = pool_function(L, 1, h, 2);
   std::vector<std::string> payloads;
