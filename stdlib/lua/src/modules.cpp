@@ -15,6 +15,7 @@ int luaopen_plua_subprocess(lua_State* L);
 int luaopen_plua_process(lua_State* L);
 int luaopen_plua_pool(lua_State* L);
 int luaopen_plua_queue(lua_State* L);
+int luaopen_plua_embed(lua_State* L);
 
 namespace plua::lua {
 namespace {
@@ -36,6 +37,7 @@ constexpr Module kModules[] = {
     {"subprocess", luaopen_plua_subprocess},
     {"process", luaopen_plua_process},
     {"pool", luaopen_plua_pool},
+    {"plua.embed", luaopen_plua_embed},  // the embedding API's worker entry, not for scripts
 };
 
 }  // namespace

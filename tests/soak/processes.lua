@@ -1,0 +1,57 @@
+-- Soak: N processes started and joined (waves of 8 running at once), each
+-- putting its number into a queue; every exit code is checked, every number
+-- arrives once, and this process's resources do not grow.
+--   plua processes.lua [fork|spawn]   (10,000 fork / 1,000 spawn children, times PLUA_SOAK_SCALE)
+package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
+local soak = require "soak"
+local process = require "process"
+local queue = require "queue"
+local time = require "time"
+
+local method = arg[1] or "fork"
+assert(method == "fork" or method == "spawn", "start method: fork or spawn")
+process.set_start_method(method, true)
+local N = soak.size(method == "fork" and 10000 or 1000)
+local WAVE = 8
+local name = "processes_" .. method
+
+local function child(results, i) results:put(i) end
+
+local results = queue.Queue()
+-- One process first, so that lazily made state (the arena, the child registry) is in the baseline.
+local warm = process.Process{target = function() end}
+warm:start()
+assert(warm:join(60), "warm-up child did not end")
+warm = nil
+
+local samples = {soak.sample("before")}
+local started, got, sum = 0, 0, 0
+local progress = soak.progress(N, samples)
+local t0 = time.monotonic()
+while started < N do
+  local wave = {}
+  for _ = 1, math.min(WAVE, N - started) do
+    started = started + 1
+    local p = process.Process{target = child, args = {results, started}}
+    p:start()
+    wave[#wave + 1] = p
+  end
+  for _, p in ipairs(wave) do
+    if not p:join(60) then error(("%s: %s did not end within 60 s"):format(name, p.name)) end
+    if p.exitcode ~= 0 then error(("%s: %s exited with %s"):format(name, p.name, p.exitcode)) end
+  end
+  for _ = 1, #wave do
+    sum = sum + results:get(true, 30)
+    got = got + 1
+  end
+  wave = nil
+  progress(started)
+end
+local seconds = time.monotonic() - t0
+samples[#samples + 1] = soak.sample("after")
+
+assert(got == N, ("%s: %d numbers arrived, expected %d"):format(name, got, N))
+assert(sum == N * (N + 1) // 2, ("%s: checksum %d, expected %d"):format(name, sum, N * (N + 1) // 2))
+assert(results:empty(), name .. ": numbers left in the queue")
+soak.report(name, N, seconds, samples, {rate = ("%.0f/s"):format(N / seconds), checksum = sum})
+soak.check(name, samples, 4096)

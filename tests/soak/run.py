@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Runs plua's soak tests (tests/soak/*.lua) and prints a markdown table of
+their figures.
+
+    run.py --plua PATH [--scale S] [--timeout SECONDS] [SOAK ...]
+
+SOAK is any of: processes_fork processes_spawn threads queue_messages
+manager_roundtrips (default: all). --scale multiplies every size (it sets
+PLUA_SOAK_SCALE; without it the variable is passed on as it is, default 1).
+
+Each soak checks itself (exit status 0 and its `SOAK ...` line). This driver
+also checks what the soak cannot see from inside: once it has exited, no
+process it started is left anywhere on the machine (every process carries a
+PLUA_SOAK_TAG environment variable unique to the run, so leftovers are found
+even after they were re-parented), hence no mapping of its shared arena
+(memfd) either, and no new file under /dev/shm.
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+# name -> (script, its arguments)
+SOAKS = {
+    "processes_fork": ("processes.lua", ["fork"]),
+    "processes_spawn": ("processes.lua", ["spawn"]),
+    "threads": ("threads.lua", []),
+    "queue_messages": ("queue_messages.lua", []),
+    "manager_roundtrips": ("manager_roundtrips.lua", []),
+}
+
+
+def tagged_processes(tag):
+    """Pids of live processes whose environment holds PLUA_SOAK_TAG=tag, and
+    how many plua-arena memfd mappings they hold."""
+    needle = f"PLUA_SOAK_TAG={tag}".encode()
+    pids, mappings = [], 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            pids.append(int(entry))
+            with open(f"/proc/{entry}/maps") as f:
+                mappings += sum("memfd:plua-arena" in line for line in f)
+        except OSError:  # not ours, or ended meanwhile
+            continue
+    return pids, mappings
+
+
+def dev_shm():
+    try:
+        return set(os.listdir("/dev/shm"))
+    except OSError:
+        return set()
+
+
+def parse(stdout):
+    """The fields of the `SOAK key=value ...` line: lists for comma-separated values."""
+    for line in stdout.splitlines():
+        if line.startswith("SOAK "):
+            fields = {}
+            for part in line.split()[1:]:
+                key, _, value = part.partition("=")
+                fields[key] = value.split(",") if "," in value else value
+            return fields
+    return None
+
+
+def run_one(name, plua, scale, timeout):
+    script, args = SOAKS[name]
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, PLUA_SOAK_TAG=tag)
+    if scale is not None:
+        env["PLUA_SOAK_SCALE"] = str(scale)
+    shm_before = dev_shm()
+    failures = []
+    start = time.monotonic()
+    try:
+        result = subprocess.run([plua, str(HERE / script), *args], env=env, capture_output=True,
+                                text=True, timeout=timeout)
+        stdout, stderr, code = result.stdout, result.stderr, result.returncode
+    except subprocess.TimeoutExpired as e:
+        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        code = None
+        failures.append(f"did not finish within {timeout} s")
+    wall = time.monotonic() - start
+    if code not in (0, None):
+        failures.append(f"exit status {code}")
+
+    # Leftovers: a process still carrying the tag (a second of grace for a
+    # child the kernel is still tearing down), a new file under /dev/shm.
+    deadline = time.monotonic() + 1.0
+    pids, mappings = tagged_processes(tag)
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids, mappings = tagged_processes(tag)
+    if pids:
+        failures.append(f"processes left behind: {pids} ({mappings} arena mappings)")
+        for pid in pids:  # do not leave them to the next soak
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+    new_shm = sorted(f for f in dev_shm() - shm_before if not f.startswith("sem.mp-"))
+    if new_shm:
+        failures.append(f"new files in /dev/shm: {new_shm}")
+
+    fields = parse(stdout)
+    if fields is None:
+        failures.append("no SOAK line in its output")
+    else:
+        for key in ("fds", "children", "memfds"):
+            values = fields[key]
+            if values[0] != values[-1]:
+                failures.append(f"{key}: {values[0]} before, {values[-1]} after")
+        fields["leftover_processes"] = str(len(pids))
+        fields["leftover_mappings"] = str(mappings)
+        fields["new_shm"] = str(len(new_shm))
+        fields["wall"] = f"{wall:.1f}"
+    return fields, failures, stdout, stderr
+
+
+def row(name, f):
+    def at(key, i):
+        return f[key][i] if isinstance(f[key], list) else f[key]
+
+    def mib(kb):
+        return f"{int(kb) / 1024:.1f}"
+
+    return ("| {name} | {n} | {secs} | {rate} | {fd0} → {fd1} | {ch0} → {ch1} | "
+            "{rss0} / {rss10} / {rss1} | {hwm} | {ar0} → {ar1} | {left} |").format(
+        name=name, n=f"{int(f['n']):,}", secs=f["seconds"], rate=f.get("rate", ""),
+        fd0=at("fds", 0), fd1=at("fds", -1), ch0=at("children", 0), ch1=at("children", -1),
+        rss0=mib(at("rss", 0)), rss10=mib(at("rss", 1)), rss1=mib(at("rss", -1)),
+        hwm=mib(at("hwm", -1)), ar0=at("arena", 0), ar1=at("arena", -1),
+        left=f"{f['leftover_processes']} / {f['new_shm']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plua", required=True, help="the plua executable")
+    parser.add_argument("--scale", type=float, help="size multiplier (PLUA_SOAK_SCALE)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per soak (default 600)")
+    parser.add_argument("soaks", nargs="*", metavar="SOAK", help=" ".join(SOAKS))
+    opts = parser.parse_args()
+    names = opts.soaks or list(SOAKS)
+    unknown = [n for n in names if n not in SOAKS]
+    if unknown:
+        parser.error(f"unknown soak: {' '.join(unknown)} (known: {' '.join(SOAKS)})")
+    if opts.scale is not None and opts.scale <= 0:
+        parser.error("--scale must be positive")
+    plua = str(pathlib.Path(opts.plua).resolve())
+
+    rows, failed = [], []
+    for name in names:
+        fields, failures, stdout, stderr = run_one(name, plua, opts.scale, opts.timeout)
+        print(stdout, end="")
+        if failures:
+            failed.append(name)
+            print(f"--- {name} FAILED: {'; '.join(failures)}")
+            if stderr:
+                print(f"--- {name} stderr ---\n{stderr}", end="" if stderr.endswith("\n") else "\n")
+        if fields is not None:
+            rows.append(row(name, fields))
+    print()
+    print("| soak | size | time (s) | rate | fds before → after | children before → after "
+          "| RSS MiB before / 10% / after | peak RSS MiB | arena KiB before → after "
+          "| leftover processes / /dev/shm files |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(r)
+    if failed:
+        sys.exit(f"soak failed: {' '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
