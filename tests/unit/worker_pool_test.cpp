@@ -163,6 +163,51 @@ TEST_P(WorkerPoolKinds, TerminateEndsRunningAndPendingChunks) {
   EXPECT_TRUE(pool.finished());
 }
 
+TEST_P(WorkerPoolKinds, AStreamedJobRunsEachChunkAsItIsAdded) {
+  WorkerPool pool(options(GetParam(), 2), {""}, true);
+  auto job = pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 3, true);
+  pool.add_chunk(job, "a");
+  // The first chunk runs before the others are added.
+  ASSERT_EQ(pool.wait_progress(*job, 0, Deadline::after(20)), WorkerPool::Wake::done);
+  EXPECT_FALSE(pool.ready(*job));
+  pool.add_chunk(job, "b");
+  pool.add_chunk(job, "c");
+  EXPECT_THROW(pool.add_chunk(job, "d"), std::logic_error);
+  ASSERT_EQ(pool.wait_ready(*job, Deadline::after(20)), WorkerPool::Wake::done);
+  EXPECT_FALSE(pool.failure(*job));
+  EXPECT_EQ(take(pool, *job, 0), "a");
+  EXPECT_EQ(take(pool, *job, 1), "b");
+  EXPECT_EQ(take(pool, *job, 2), "c");
+  EXPECT_EQ(pool.take_callback_jobs().size(), 1u);
+}
+
+TEST_P(WorkerPoolKinds, AnAbandonedJobEndsWithoutItsMissingChunksOrCallbacks) {
+  WorkerPool pool(options(GetParam(), 1), {""}, true);
+  auto job = pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 4, true);
+  pool.add_chunk(job, "sleep");
+  pool.add_chunk(job, "b");  // waits behind the sleeping chunk: dropped by abandon
+  pool.abandon(job);
+  EXPECT_TRUE(pool.ready(*job));
+  EXPECT_EQ(pool.take(*job, 1).status, ChunkOutcome::Status::terminated);
+  EXPECT_EQ(pool.take(*job, 2).status, ChunkOutcome::Status::terminated);
+  EXPECT_EQ(pool.take(*job, 3).status, ChunkOutcome::Status::terminated);
+  EXPECT_TRUE(pool.take_callback_jobs().empty());
+  pool.terminate();
+}
+
+TEST_P(WorkerPoolKinds, ChunksAddedAfterCloseEndAsTerminated) {
+  WorkerPool pool(options(GetParam(), 1), {""}, true);
+  auto job = pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 2, false);
+  pool.add_chunk(job, "a");
+  pool.close();
+  pool.add_chunk(job, "b");
+  ASSERT_EQ(pool.wait_ready(*job, Deadline::after(20)), WorkerPool::Wake::done);
+  EXPECT_EQ(pool.take(*job, 1).status, ChunkOutcome::Status::terminated);
+  EXPECT_TRUE(pool.join(Deadline::after(20)));
+  EXPECT_THROW(pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 1, false),
+               plua::core::PoolNotRunning);
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, WorkerPoolKinds,
                          ::testing::Values(WorkerPool::Kind::processes, WorkerPool::Kind::threads));
 

@@ -167,23 +167,81 @@ std::shared_ptr<PoolJob> WorkerPool::submit(std::shared_ptr<const PoolFunction> 
                                             pool_wire::TaskMode mode,
                                             std::vector<std::string> payloads, bool callbacks) {
   auto job = std::make_shared<PoolJob>(payloads.size(), callbacks, options_.discard);
+  job->fn_ = std::move(fn);
+  job->mode_ = mode;
   {
     std::lock_guard lock(mu_);
     if (state_ != State::running) throw PoolNotRunning();
-    for (std::size_t i = 0; i < payloads.size(); ++i) {
-      Chunk c;
-      c.id = ++next_chunk_;
-      c.job = job;
-      c.index = i;
-      c.fn = fn;
-      c.mode = mode;
-      c.payload = std::move(payloads[i]);
-      pending_.push_back(std::move(c));
-    }
+    for (auto& payload : payloads) queue_chunk(job, std::move(payload));
     if (payloads.empty() && callbacks) callback_jobs_.push_back(job);
   }
   wake();
   return job;
+}
+
+std::shared_ptr<PoolJob> WorkerPool::open_job(std::shared_ptr<const PoolFunction> fn,
+                                              pool_wire::TaskMode mode, std::size_t chunks,
+                                              bool callbacks) {
+  auto job = std::make_shared<PoolJob>(chunks, callbacks, options_.discard);
+  job->fn_ = std::move(fn);
+  job->mode_ = mode;
+  std::lock_guard lock(mu_);
+  if (state_ != State::running) throw PoolNotRunning();
+  if (chunks == 0 && callbacks) callback_jobs_.push_back(job);
+  return job;
+}
+
+void WorkerPool::add_chunk(const std::shared_ptr<PoolJob>& job, std::string payload) {
+  {
+    std::lock_guard lock(mu_);
+    if (job->queued_ >= job->chunks()) throw std::logic_error("WorkerPool::add_chunk: the job has all its chunks");
+    if (state_ == State::running && !job->failure_) {
+      queue_chunk(job, std::move(payload));
+    } else {
+      Chunk c;
+      c.job = job;
+      c.index = job->queued_++;
+      c.payload = std::move(payload);
+      finish_chunk(c, ChunkOutcome{ChunkOutcome::Status::terminated, {}, 0, 0});
+      cv_.notify_all();
+      return;
+    }
+  }
+  wake();
+}
+
+void WorkerPool::abandon(const std::shared_ptr<PoolJob>& job) noexcept {
+  std::lock_guard lock(mu_);
+  job->callbacks_ = false;
+  std::erase(callback_jobs_, job);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->job != job) {
+      ++it;
+      continue;
+    }
+    Chunk c = std::move(*it);
+    it = pending_.erase(it);
+    finish_chunk(c, ChunkOutcome{ChunkOutcome::Status::terminated, {}, 0, 0});
+  }
+  while (job->queued_ < job->chunks()) {
+    Chunk c;
+    c.job = job;
+    c.index = job->queued_++;
+    finish_chunk(c, ChunkOutcome{ChunkOutcome::Status::terminated, {}, 0, 0});
+  }
+  cv_.notify_all();
+}
+
+// Called with mu_ held: the job's next chunk joins the queue.
+void WorkerPool::queue_chunk(const std::shared_ptr<PoolJob>& job, std::string payload) {
+  Chunk c;
+  c.id = ++next_chunk_;
+  c.job = job;
+  c.index = job->queued_++;
+  c.fn = job->fn_;
+  c.mode = job->mode_;
+  c.payload = std::move(payload);
+  pending_.push_back(std::move(c));
 }
 
 template <class Pred>

@@ -94,6 +94,9 @@ class PoolJob {
   std::vector<bool> taken_;
   std::vector<std::size_t> arrivals_;  // chunk indices in the order they ended
   std::size_t done_ = 0;
+  std::size_t queued_ = 0;  // chunks handed to the pool so far (streamed jobs grow)
+  std::shared_ptr<const PoolFunction> fn_;  // a streamed job's function and mode
+  pool_wire::TaskMode mode_ = pool_wire::TaskMode::apply;
   std::optional<std::size_t> failure_;  // the first chunk that did not succeed
   bool callbacks_;
   void (*discard_)(std::string_view) noexcept;
@@ -141,6 +144,18 @@ class WorkerPool {
   // Throws PoolNotRunning after close() or terminate().
   std::shared_ptr<PoolJob> submit(std::shared_ptr<const PoolFunction> fn, pool_wire::TaskMode mode,
                                   std::vector<std::string> payloads, bool callbacks);
+
+  // A job streamed chunk by chunk, so workers start on the first while the
+  // owner still encodes the rest: open_job announces `chunks` chunks and
+  // queues none; add_chunk queues the next one (after close() or terminate(),
+  // or once the job has failed, it ends as terminated instead); abandon ends
+  // the chunks not queued yet as terminated, drops those not started, and
+  // cancels the job's callbacks (the owner gave up on it). open_job throws
+  // PoolNotRunning after close() or terminate().
+  std::shared_ptr<PoolJob> open_job(std::shared_ptr<const PoolFunction> fn, pool_wire::TaskMode mode,
+                                    std::size_t chunks, bool callbacks);
+  void add_chunk(const std::shared_ptr<PoolJob>& job, std::string payload);
+  void abandon(const std::shared_ptr<PoolJob>& job) noexcept;
 
   // How a wait ended. service: the owner has work to do first (callbacks to
   // run, start kits to make) and should wait again afterwards.
@@ -212,6 +227,7 @@ class WorkerPool {
   void on_worker_gone(Worker& w, std::optional<int> exitcode, bool terminated);
   void stop_workers(std::unique_lock<std::mutex>& lock);
   void fail_pending(ChunkOutcome::Status status);
+  void queue_chunk(const std::shared_ptr<PoolJob>& job, std::string payload);
   void wake() noexcept;
   bool service_needed() const noexcept;
   template <class Pred>
