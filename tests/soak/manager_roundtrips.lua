@@ -63,9 +63,9 @@ if samples[#samples].threads ~= samples[1].threads then
   error(("%s: %d OS threads before the manager, %d after its shutdown"):format(name, samples[1].threads,
     samples[#samples].threads), 0)
 end
-soak.check(name, samples, 4096)
+soak.check(name, samples)
 local early, last = c[2], c[#c]
-if last.fds ~= c[1].fds or last.rss > early.rss + 4096 then
+if last.fds ~= c[1].fds or last.rss > early.rss + soak.slack_kb() then
   error(("%s: the client grew: fds %d -> %d, RSS %d KiB after 10%% -> %d KiB")
     :format(name, c[1].fds, last.fds, early.rss, last.rss), 0)
 end

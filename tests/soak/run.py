@@ -3,10 +3,13 @@
 their figures.
 
     run.py --plua PATH [--scale S] [--timeout SECONDS] [SOAK ...]
+    run.py --plua PATH --selftest
 
 SOAK is any of: processes_fork processes_spawn threads queue_messages
 manager_roundtrips (default: all). --scale multiplies every size (it sets
-PLUA_SOAK_SCALE; without it the variable is passed on as it is, default 1).
+PLUA_SOAK_SCALE); without it PLUA_SOAK_SCALE from the environment is used,
+else --default-scale, else 1. PLUA_SOAK_SLACK_KB (default 4096) is how far
+RSS may rise after a soak's first 10%.
 
 Each soak checks itself (exit status 0 and its `SOAK ...` line). This driver
 also checks what the soak cannot see from inside: once it has exited, no
@@ -14,12 +17,16 @@ process it started is left anywhere on the machine (every process carries a
 PLUA_SOAK_TAG environment variable unique to the run, so leftovers are found
 even after they were re-parented), hence no mapping of its shared arena
 (memfd) either, and no new file under /dev/shm.
+
+--selftest runs leaky.lua, which leaks on purpose (a descriptor, memory, a
+child, an orphaned grandchild), and fails unless every leak is reported.
 """
 import argparse
 import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -32,6 +39,14 @@ SOAKS = {
     "threads": ("threads.lua", []),
     "queue_messages": ("queue_messages.lua", []),
     "manager_roundtrips": ("manager_roundtrips.lua", []),
+}
+
+# leaky.lua's leaks -> what the report of each must say.
+LEAKS = {
+    "fd": "fds: ",
+    "memory": "rss: ",
+    "child": "children: ",
+    "orphan": "processes left behind",
 }
 
 
@@ -74,24 +89,30 @@ def parse(stdout):
     return None
 
 
-def run_one(name, plua, scale, timeout):
-    script, args = SOAKS[name]
+def run_one(name, plua, scale, timeout, extra_env=None):
+    script, args = SOAKS[name] if name in SOAKS else ("leaky.lua", [name.removeprefix("leaky_")])
     tag = uuid.uuid4().hex
-    env = dict(os.environ, PLUA_SOAK_TAG=tag)
+    env = dict(os.environ, PLUA_SOAK_TAG=tag, **(extra_env or {}))
     if scale is not None:
         env["PLUA_SOAK_SCALE"] = str(scale)
     shm_before = dev_shm()
     failures = []
     start = time.monotonic()
-    try:
-        result = subprocess.run([plua, str(HERE / script), *args], env=env, capture_output=True,
-                                text=True, timeout=timeout)
-        stdout, stderr, code = result.stdout, result.stderr, result.returncode
-    except subprocess.TimeoutExpired as e:
-        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        code = None
-        failures.append(f"did not finish within {timeout} s")
+    # Output goes to files, not pipes: a leftover process holding the soak's
+    # stdout must not keep the driver waiting for end-of-file.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([plua, str(HERE / script), *args], env=env, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+            failures.append(f"did not finish within {timeout} s")
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     wall = time.monotonic() - start
     if code not in (0, None):
         failures.append(f"exit status {code}")
@@ -145,24 +166,49 @@ def row(name, f):
         left=f"{f['leftover_processes']} / {f['new_shm']}")
 
 
+def selftest(plua):
+    """Each leak of leaky.lua must make its run fail, naming the leak."""
+    missed = []
+    for kind, says in LEAKS.items():
+        # The default slack, which leaky.lua's memory leak exceeds three times.
+        _, failures, _, stderr = run_one("leaky_" + kind, plua, None, 60, {"PLUA_SOAK_SLACK_KB": "4096"})
+        report = "; ".join(failures) + "\n" + stderr
+        caught = says in report
+        print(f"leak {kind}: {'caught' if caught else 'MISSED'}: {'; '.join(failures)}")
+        if not caught:
+            missed.append(kind)
+    if missed:
+        sys.exit(f"leaks not caught: {' '.join(missed)}")
+    print("every leak was caught")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plua", required=True, help="the plua executable")
-    parser.add_argument("--scale", type=float, help="size multiplier (PLUA_SOAK_SCALE)")
+    parser.add_argument("--scale", type=float, help="size multiplier (sets PLUA_SOAK_SCALE)")
+    parser.add_argument("--default-scale", type=float,
+                        help="size multiplier when neither --scale nor PLUA_SOAK_SCALE is given")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per soak (default 600)")
+    parser.add_argument("--selftest", action="store_true", help="check that leaks are caught")
     parser.add_argument("soaks", nargs="*", metavar="SOAK", help=" ".join(SOAKS))
     opts = parser.parse_args()
     names = opts.soaks or list(SOAKS)
     unknown = [n for n in names if n not in SOAKS]
     if unknown:
         parser.error(f"unknown soak: {' '.join(unknown)} (known: {' '.join(SOAKS)})")
-    if opts.scale is not None and opts.scale <= 0:
-        parser.error("--scale must be positive")
+    for given in (opts.scale, opts.default_scale):
+        if given is not None and given <= 0:
+            parser.error("scales must be positive")
     plua = str(pathlib.Path(opts.plua).resolve())
+    scale = opts.scale
+    if scale is None and not os.environ.get("PLUA_SOAK_SCALE"):
+        scale = opts.default_scale
+    if opts.selftest:
+        return selftest(plua)
 
     rows, failed = [], []
     for name in names:
-        fields, failures, stdout, stderr = run_one(name, plua, opts.scale, opts.timeout)
+        fields, failures, stdout, stderr = run_one(name, plua, scale, opts.timeout)
         print(stdout, end="")
         if failures:
             failed.append(name)

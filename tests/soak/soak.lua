@@ -26,6 +26,16 @@ function M.scale()
   return v
 end
 
+-- How far (KiB) RSS and arena may rise after the first 10% of a soak:
+-- PLUA_SOAK_SLACK_KB, default 4096 (sanitizers' allocators need more).
+function M.slack_kb()
+  local s = os.getenv("PLUA_SOAK_SLACK_KB")
+  if s == nil or s == "" then return 4096 end
+  local v = math.tointeger(tonumber(s))
+  if not v or v < 0 then error("PLUA_SOAK_SLACK_KB must be a whole number of KiB, got " .. s) end
+  return v
+end
+
 -- `full` scaled, at least `least` (so a tiny scale still runs every phase).
 function M.size(full, least)
   return math.max(least or 20, math.floor(full * M.scale() + 0.5))
@@ -119,8 +129,9 @@ local FIELDS = {"fds", "children", "threads", "rss", "hwm", "arena", "arena_maps
 -- Checks that nothing grew without bound, with samples `before`, `early` (after
 -- the first 10%), `after`: descriptors, children and memfd mappings back to
 -- the baseline exactly; RSS and arena at most `slack_kb` above the early
--- sample. Raises an error listing every violation.
-function M.check(name, samples, slack_kb)
+-- sample (see slack_kb). Raises an error listing every violation.
+function M.check(name, samples)
+  local slack_kb = M.slack_kb()
   local before, early, after = samples[1], samples[2], samples[#samples]
   local bad = {}
   local function expect(cond, text) if not cond then bad[#bad + 1] = text end end

@@ -54,4 +54,4 @@ if samples[#samples].threads ~= samples[1].threads then
   error(("%s: %d OS threads at the start, %d 10 s after the end"):format(name, samples[1].threads,
     samples[#samples].threads), 0)
 end
-soak.check(name, samples, 4096)
+soak.check(name, samples)

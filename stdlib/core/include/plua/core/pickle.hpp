@@ -37,23 +37,24 @@ struct Bytes {
 };
 struct Tuple {
   std::vector<Object> items;
-  friend bool operator==(const Tuple&, const Tuple&) = default;
+  // Defined below, once Object is complete (clang needs it to be for std::pair).
+  friend bool operator==(const Tuple&, const Tuple&);
 };
 struct List {
   std::vector<Object> items;
-  friend bool operator==(const List&, const List&) = default;
+  friend bool operator==(const List&, const List&);
 };
 // Key/value pairs in insertion order; a later equal key replaces an earlier one.
 struct Dict {
   std::vector<std::pair<Object, Object>> items;
-  friend bool operator==(const Dict&, const Dict&) = default;
+  friend bool operator==(const Dict&, const Dict&);
 };
 // An instance of a whitelisted exception class, e.g. {"_queue", "Empty", {}}.
 struct Exception {
   std::string module;
   std::string name;
   std::vector<Object> args;
-  friend bool operator==(const Exception&, const Exception&) = default;
+  friend bool operator==(const Exception&, const Exception&);
 };
 
 // One Python value of the subset. None is the default.
@@ -95,6 +96,13 @@ class Object {
  private:
   Storage data_;
 };
+
+inline bool operator==(const Tuple& a, const Tuple& b) { return a.items == b.items; }
+inline bool operator==(const List& a, const List& b) { return a.items == b.items; }
+inline bool operator==(const Dict& a, const Dict& b) { return a.items == b.items; }
+inline bool operator==(const Exception& a, const Exception& b) {
+  return a.module == b.module && a.name == b.name && a.args == b.args;
+}
 
 // Shorthands for building messages.
 inline Object str(std::string s) { return Object(Str{std::move(s)}); }
