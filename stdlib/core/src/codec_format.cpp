@@ -68,9 +68,14 @@ void write_value(Writer& w, const Value& v, int depth) {
 // Reads plain data into Values; tables are kept by id so shared references copy.
 class ValueReader {
  public:
-  explicit ValueReader(Reader& r) : r_(r) {}
+  // A table reached twice is copied (Value is a tree), so a small message of
+  // references to references could expand exponentially: the values made are
+  // counted, copies in full, up to one per byte plus kMaxCopiedValues.
+  static constexpr std::size_t kMaxCopiedValues = std::size_t{1} << 20;
+  ValueReader(Reader& r, std::size_t message_size) : r_(r), budget_(message_size + kMaxCopiedValues) {}
 
   Value read(int depth) {
+    spend(1);
     std::uint8_t tag = r_.u8();
     switch (tag) {
       case kNil:
@@ -91,6 +96,7 @@ class ValueReader {
         std::uint64_t id = r_.varint();
         if (id >= tables_.size()) throw FormatError("reference to an unknown value");
         if (!tables_[id]) throw std::runtime_error("cannot convert a table that contains itself to a C++ value");
+        spend(sizes_[id]);
         return *tables_[id];
       }
       case kFunction:
@@ -110,7 +116,9 @@ class ValueReader {
   Value read_table(int depth) {
     if (depth > kMaxDepth) throw FormatError("value nested too deeply");
     std::size_t id = tables_.size();
+    std::size_t made_before = made_;
     tables_.emplace_back();  // in progress: a Ref to it is a cycle
+    sizes_.push_back(0);
     std::size_t narr = r_.count(r_.u32(), 1);
     std::size_t nhash = r_.count(r_.u32(), 2);
     if (narr + 2 * nhash > r_.remaining()) throw FormatError("count larger than the message");
@@ -137,11 +145,20 @@ class ValueReader {
       }
       tables_[id].emplace(std::move(map));
     }
+    sizes_[id] = made_ - made_before;
     return *tables_[id];
+  }
+
+  void spend(std::size_t n) {
+    made_ += n;
+    if (made_ > budget_) throw FormatError("shared tables copy into more than " + std::to_string(budget_) + " values");
   }
 
   Reader& r_;
   std::vector<std::optional<Value>> tables_;
+  std::vector<std::size_t> sizes_;  // values each finished table copies into
+  std::size_t made_ = 0;
+  const std::size_t budget_;
 };
 
 // Skips over one value, visiting by-reference objects.
@@ -220,7 +237,7 @@ std::string encode_values(const std::vector<Value>& values) {
 std::vector<Value> decode_values(std::string_view message) {
   Reader r(message);
   std::size_t count = read_header(r);
-  ValueReader values(r);
+  ValueReader values(r, message.size());
   std::vector<Value> out;
   out.reserve(count);
   for (std::size_t i = 0; i < count; ++i) out.push_back(values.read(1));

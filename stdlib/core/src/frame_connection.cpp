@@ -278,8 +278,17 @@ std::string FrameConnection::recv_bytes(const Deadline& deadline, std::size_t ma
   if (size > max_size)
     throw ProtocolError("frame of " + std::to_string(size) + " bytes exceeds the limit of " +
                         std::to_string(max_size));
-  std::string body(static_cast<std::size_t>(size), '\0');
-  read_exact(body.data(), body.size(), deadline);
+  // Grown as the bytes arrive (1 MiB, then doubling), not sized by the
+  // announced length: a peer that announces a large frame and sends little
+  // costs about what it sent.
+  constexpr std::size_t kFirstStep = std::size_t{1} << 20;
+  std::string body;
+  while (body.size() < size) {
+    std::size_t at = body.size();
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size - at, std::max(kFirstStep, at)));
+    body.resize(at + n);
+    read_exact(body.data() + at, n, deadline);
+  }
   return body;
 }
 

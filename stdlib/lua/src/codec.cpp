@@ -7,7 +7,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
+#include <typeinfo>
 #include <unordered_map>
+
+#include <pthread.h>
 
 #include "plua/core/codec_format.hpp"
 #include "plua/lua/modules.hpp"
@@ -61,7 +65,29 @@ const SendableClass* find_sendable_class(std::string_view tname) {
 
 namespace detail {
 
-void* parse_shared_ref(std::string_view ref, bool* other_process) noexcept {
+namespace {
+
+// The copies in flight (address -> type). A fork child starts with an empty
+// list: the parent's copies are not its to take (their pid says so), and a
+// thread of the parent may have held the lock when it forked.
+struct InFlight {
+  std::mutex mu;
+  std::unordered_map<void*, const std::type_info*> copies;  // guarded by mu
+};
+InFlight* g_in_flight = [] {
+  ::pthread_atfork(nullptr, nullptr, [] { g_in_flight = new InFlight; });  // the old one is left as is
+  return new InFlight;  // never destroyed: threads may send until exit
+}();
+
+}  // namespace
+
+void add_shared_ref(void* copy, const std::type_info& type) {
+  InFlight& f = *g_in_flight;
+  std::lock_guard lock(f.mu);
+  f.copies.emplace(copy, &type);
+}
+
+void* parse_shared_ref(std::string_view ref, bool* other_process, const std::type_info& type) noexcept {
   *other_process = false;
   if (ref.size() != kSharedRefSize) return nullptr;
   std::int32_t pid;
@@ -72,6 +98,11 @@ void* parse_shared_ref(std::string_view ref, bool* other_process) noexcept {
     *other_process = true;
     return nullptr;
   }
+  InFlight& f = *g_in_flight;
+  std::lock_guard lock(f.mu);
+  auto it = f.copies.find(p);
+  if (it == f.copies.end() || *it->second != type) return nullptr;
+  f.copies.erase(it);
   return p;
 }
 
@@ -786,6 +817,44 @@ const char* read_code(lua_State*, void* ud, size_t* size) {
   return s->code.data();
 }
 
+// Lua's bytecode loader sizes its arrays by counts read from the bytes, before
+// reading the elements: while a Function loads, the state may grow by no more
+// than a chunk of that size can need (a few times its size; 16x covers the
+// densest case, 1-byte constants that become 16-byte values) plus what the
+// state holds already (its string table may double), so a forged count costs
+// a "not enough memory" load error instead of gigabytes.
+class LoadBudget {
+ public:
+  LoadBudget(lua_State* L, std::size_t code_size) : L_(L) {
+    inner_ = lua_getallocf(L, &inner_ud_);
+    std::size_t held = static_cast<std::size_t>(lua_gc(L, LUA_GCCOUNT, 0)) * 1024;
+    left_ = 16 * code_size + held + (std::size_t{1} << 20);
+    lua_setallocf(L, allocate, this);
+  }
+  ~LoadBudget() { lua_setallocf(L_, inner_, inner_ud_); }
+  LoadBudget(const LoadBudget&) = delete;
+  LoadBudget& operator=(const LoadBudget&) = delete;
+
+ private:
+  static void* allocate(void* ud, void* block, std::size_t osize, std::size_t nsize) noexcept {
+    auto* self = static_cast<LoadBudget*>(ud);
+    std::size_t old = block ? osize : 0;  // for a new block osize is a type tag
+    if (nsize > old && nsize - old > self->left_) return nullptr;  // Lua collects, then raises
+    void* p = self->inner_(self->inner_ud_, block, osize, nsize);
+    if (nsize > old) {
+      if (p) self->left_ -= nsize - old;
+    } else if (nsize == 0 || p) {
+      self->left_ += old - nsize;
+    }
+    return p;
+  }
+
+  lua_State* L_;
+  lua_Alloc inner_;
+  void* inner_ud_ = nullptr;
+  std::size_t left_;
+};
+
 class Decoder {
  public:
   Decoder(lua_State* L, fmt::Reader& r, int refs) : L_(L), r_(r), refs_(refs) {}
@@ -898,7 +967,12 @@ class Decoder {
   [[gnu::noinline]] int load_function() {
     std::string_view code = r_.bytes(r_.count(r_.u32(), 1));
     LoadState ls{code};
-    if (lua_load(L_, read_code, &ls, "=(codec)", "b") != LUA_OK) {
+    int status;
+    {
+      LoadBudget budget(L_, code.size());
+      status = lua_load(L_, read_code, &ls, "=(codec)", "b");
+    }
+    if (status != LUA_OK) {
       std::string why = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
       lua_pop(L_, 1);
       throw fmt::FormatError("bad bytecode: " + why);

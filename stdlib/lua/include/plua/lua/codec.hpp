@@ -35,6 +35,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -128,20 +129,28 @@ const SendableClass* find_sendable_class(std::string_view tname);
 // write_shared_ref appends getpid() and the address of a heap copy of the
 // shared_ptr (12 bytes); take_shared_ref takes that copy over (consume-once)
 // and raises "a <tname> cannot cross to another process" in any other process
-// (a fork child included). A reference inside a message that is never decoded
+// (a fork child included). Every copy in flight is listed, with its type, so
+// an address in the bytes is only followed if this process wrote it for that
+// type and nobody took it yet: forged, replayed or retyped bytes are a
+// malformed-message error, never a wild pointer. A reference inside a message that is never decoded
 // leaks one reference to the object unless the message is discard()ed; a
 // message holding such references must be decoded (or discarded) exactly once.
 
 namespace detail {
 inline constexpr std::size_t kSharedRefSize = sizeof(std::int32_t) + sizeof(void*);
-// Parses a reference; nullptr when it is not one, or belongs to another process.
-void* parse_shared_ref(std::string_view ref, bool* other_process) noexcept;
+// Lists a copy written by write_shared_ref as in flight.
+void add_shared_ref(void* copy, const std::type_info& type);
+// Parses a reference and takes its copy off the list; nullptr when it is not
+// one (or not of that type, or already taken), or belongs to another process.
+void* parse_shared_ref(std::string_view ref, bool* other_process, const std::type_info& type) noexcept;
 [[noreturn]] void raise_bad_shared_ref(lua_State* L, const char* tname, bool other_process);
 }  // namespace detail
 
 template <class T>
 void write_shared_ref(std::string& out, const std::shared_ptr<T>& object) {
-  auto* copy = new std::shared_ptr<T>(object);
+  auto owned = std::make_unique<std::shared_ptr<T>>(object);
+  detail::add_shared_ref(owned.get(), typeid(std::shared_ptr<T>));
+  auto* copy = owned.release();
   std::int32_t pid = static_cast<std::int32_t>(::getpid());
   out.append(reinterpret_cast<const char*>(&pid), sizeof pid);
   out.append(reinterpret_cast<const char*>(&copy), sizeof copy);
@@ -150,7 +159,7 @@ void write_shared_ref(std::string& out, const std::shared_ptr<T>& object) {
 template <class T>
 std::shared_ptr<T> take_shared_ref(lua_State* L, std::string_view ref, const char* tname) {
   bool other = false;
-  void* p = detail::parse_shared_ref(ref, &other);
+  void* p = detail::parse_shared_ref(ref, &other, typeid(std::shared_ptr<T>));
   if (!p) detail::raise_bad_shared_ref(L, tname, other);
   std::unique_ptr<std::shared_ptr<T>> copy(static_cast<std::shared_ptr<T>*>(p));
   return std::move(*copy);
@@ -160,7 +169,7 @@ std::shared_ptr<T> take_shared_ref(lua_State* L, std::string_view ref, const cha
 template <class T>
 void drop_shared_ref(std::string_view ref) noexcept {
   bool other = false;
-  if (void* p = detail::parse_shared_ref(ref, &other)) delete static_cast<std::shared_ptr<T>*>(p);
+  if (void* p = detail::parse_shared_ref(ref, &other, typeid(std::shared_ptr<T>))) delete static_cast<std::shared_ptr<T>*>(p);
 }
 
 // ---- Globals snapshot (thread start, spawn) ----
