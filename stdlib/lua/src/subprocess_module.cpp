@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "plua/core/communicator.hpp"
+#include "plua/core/pipe_writer.hpp"
 #include "plua/core/sigpipe_guard.hpp"
 #include "plua/core/subprocess.hpp"
 #include "plua/core/subprocess_run.hpp"
@@ -94,6 +96,9 @@ std::string checked_string(lua_State* L, int idx, int arg, const char* what) {
   return std::string(s, len);
 }
 
+// The descriptor under an open Lua file (defined with the Popen pipes below).
+int stream_fd(luaL_Stream* s);
+
 // A stdio option: nil, PIPE, STDOUT, DEVNULL, a descriptor number or an open Lua file.
 StdioSpec check_stdio(lua_State* L, int idx, int arg, const char* name) {
   if (lua_isnil(L, idx)) return StdioSpec::inherit();
@@ -112,7 +117,7 @@ StdioSpec check_stdio(lua_State* L, int idx, int arg, const char* name) {
     if (stream->closef == nullptr) luaL_argerror(L, arg, lua_pushfstring(L, "%s is a closed file", name));
     // What the script wrote before must come before what the child writes.
     std::fflush(stream->f);
-    return StdioSpec::descriptor(fileno(stream->f));
+    return StdioSpec::descriptor(stream_fd(stream));
   }
   luaL_argerror(L, arg, lua_pushfstring(L, "%s must be PIPE, STDOUT, DEVNULL, a file or a descriptor, got %s", name,
                                         luaL_typename(L, idx)));
@@ -213,6 +218,7 @@ Request check_request(lua_State* L, int arg, unsigned allowed) {
           if (!lua_isnumber(L, v)) luaL_argerror(L, arg, lua_pushfstring(L, "timeout must be a number, got %s", luaL_typename(L, v)));
           lua_Number t = lua_tonumber(L, v);
           if (t != t || t < 0) luaL_argerror(L, arg, "timeout must be a non-negative number");
+          if (std::isinf(t)) luaL_argerror(L, arg, "timeout must be finite; nil waits forever");
           req.timeout = t;
         }
         break;
@@ -514,12 +520,27 @@ int stream_close(lua_State* L) {
   return luaL_fileresult(L, ok, nullptr);
 }
 
-// Pushes a Lua file that owns fd (taken from `owner`).
+// A Popen pipe as a Lua file, with its descriptor: fileno() cannot see
+// through stdin's SIGPIPE-safe writer.
+struct PipeStream {
+  luaL_Stream stream;
+  int fd;
+};
+
+// The descriptor under an open Lua file (a Popen pipe or any io file).
+int stream_fd(luaL_Stream* s) {
+  return s->closef == stream_close ? reinterpret_cast<PipeStream*>(s)->fd : fileno(s->f);
+}
+
+// Pushes a Lua file that owns fd (taken from `owner`). A writer never raises
+// SIGPIPE: writing to a child that is gone returns nil, "Broken pipe".
 void push_stream(lua_State* L, plua::core::OwnedFd& owner, const char* mode) {
-  auto* s = static_cast<luaL_Stream*>(lua_newuserdatauv(L, sizeof(luaL_Stream), 0));
+  auto* p = static_cast<PipeStream*>(lua_newuserdatauv(L, sizeof(PipeStream), 0));
+  luaL_Stream* s = &p->stream;
   s->closef = nullptr;  // "closed" until it owns a FILE
   luaL_setmetatable(L, LUA_FILEHANDLE);
-  s->f = fdopen(owner.get(), mode);
+  p->fd = owner.get();
+  s->f = mode[0] == 'w' ? plua::core::open_pipe_writer(owner.get()) : fdopen(owner.get(), mode);
   if (!s->f) luaL_error(L, "Popen: fdopen: %s", std::strerror(errno));
   owner.release();
   s->closef = stream_close;
@@ -612,8 +633,8 @@ int popen_communicate(lua_State* L) {
       close_stream(streams[s]);
       streams[s] = nullptr;
     };
-    done = p->comm->run(streams[0] ? fileno(streams[0]->f) : -1, streams[1] ? fileno(streams[1]->f) : -1,
-                        streams[2] ? fileno(streams[2]->f) : -1, deadline, finished);
+    done = p->comm->run(streams[0] ? stream_fd(streams[0]) : -1, streams[1] ? stream_fd(streams[1]) : -1,
+                        streams[2] ? stream_fd(streams[2]) : -1, deadline, finished);
     if (done) rc = child.wait(deadline);
   });
   if (!ok) raise_failure(L, "Popen:communicate", p->req, failure);
