@@ -31,6 +31,13 @@ namespace {
 
 using pickle::Object;
 
+// True once the session's peer has hung up (or its socket failed): its call
+// is then abandoned, so nothing is taken for a client that cannot receive it.
+bool peer_gone(void* fd) noexcept {
+  pollfd p{*static_cast<const int*>(fd), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), what);
 }
@@ -222,11 +229,15 @@ void ManagerServer::run_session(Session* s) {
     s->flag = &this_thread_stop_flag();
     if (s->stop) s->flag->request();
   }
+  // Before a blocked call takes an item, the session checks its peer itself:
+  // the accept loop notices a hang-up only within a wait slice or two.
+  this_thread_stop_flag().set_probe(peer_gone, const_cast<int*>(&s->fd));
   try {
     serve_session(s, s->conn);
   } catch (const std::exception&) {
     // Interrupted, a vanished or misbehaving peer, a wrong key: this connection ends.
   }
+  this_thread_stop_flag().set_probe(nullptr, nullptr);
   {
     std::lock_guard lock(mu_);
     s->flag = nullptr;

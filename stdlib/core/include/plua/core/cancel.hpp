@@ -29,8 +29,24 @@ class StopFlag {
     if (requested_.exchange(false, std::memory_order_acq_rel)) throw Interrupted();
   }
 
+  // An owner-thread check that waits run right before each attempt to take
+  // something (an item, a lock): a manager session asks "is my client still
+  // there?", so a client that vanished mid-get is never handed an item.
+  // Set and used by the owning thread only; nullptr removes it.
+  using Probe = bool (*)(void* context) noexcept;
+  void set_probe(Probe probe, void* context) noexcept {
+    probe_ = probe;
+    probe_context_ = context;
+  }
+  // Throws Interrupted if the probe says the wait is no longer wanted.
+  void throw_if_probe_fails() const {
+    if (probe_ && probe_(probe_context_)) throw Interrupted();
+  }
+
  private:
   std::atomic<bool> requested_{false};
+  Probe probe_ = nullptr;
+  void* probe_context_ = nullptr;
   static_assert(std::atomic<bool>::is_always_lock_free, "needed for signal handlers");
 };
 
@@ -70,9 +86,14 @@ template <class Predicate>
 bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
                 const Deadline& deadline, Predicate pred) {
   StopFlag& stop = this_thread_stop_flag();
-  while (!pred()) {
+  for (;;) {
+    stop.throw_if_probe_fails();
+    if (pred()) break;
     stop.throw_if_requested();
-    if (deadline.expired()) return pred();
+    if (deadline.expired()) {
+      stop.throw_if_probe_fails();
+      return pred();
+    }
     cv.wait_for(lock, deadline.next_slice());
   }
   return true;
