@@ -1,6 +1,9 @@
 #include "plua/core/message_queue.hpp"
 
 #include <sched.h>
+#include <signal.h>
+
+#include <cerrno>
 
 #include <bit>
 #include <cstring>
@@ -36,15 +39,20 @@ bool spin_until(Ready ready) {
   return false;
 }
 
-// A spilled message's block, freed unless the queue took it over.
-struct SpillBlock {
+}  // namespace
+
+// A spilled message's block in flight, listed in the queue's table: unlisted
+// and freed unless the queue took it over. Unlisted first, so a kill in
+// between can leak the block but never free it twice.
+struct MessageQueue::SpillBlock {
+  MessageQueue& q;
   void* p = nullptr;
+  int slot = -1;
   ~SpillBlock() {
+    if (slot >= 0) q.untrack_spill(slot);
     if (p) shared_arena::deallocate(p);
   }
 };
-
-}  // namespace
 
 // Locks the queue's mutex and repairs the state if its last holder died.
 struct MessageQueue::Guard {
@@ -63,6 +71,9 @@ MessageQueue::MessageQueue(Kind kind, std::uint64_t maxsize) : kind_(kind), maxs
 
 MessageQueue::~MessageQueue() {
   free_records();
+  // Nobody uses the queue any more: blocks still listed belong to the dead.
+  for (auto& slot : pending_)
+    if (slot.block != 0) shared_arena::deallocate(reinterpret_cast<std::byte*>(this) + slot.block);
   shared_arena::deallocate(ring());
 }
 
@@ -147,11 +158,60 @@ void MessageQueue::repair() noexcept {
     std::uint64_t header[2];
     copy_out(pos, header, sizeof header);
     std::uint64_t len = (header[0] & 1) ? kSpillRef : header[0] >> 1;
+    if (header[0] & 1) {
+      // A get that died before taking this record had listed its block: the ring still owns it.
+      std::int64_t ref[2];
+      copy_out(pos + kHeader, ref, sizeof ref);
+      for (auto& slot : pending_)
+        if (slot.block == ref[0]) slot = PendingSpill{};
+    }
     if (header[1] > last_seq_) last_seq_ = header[1];
     pos += kHeader + round8(len);
     ++n;
   }
   count_.store(n, std::memory_order_relaxed);
+  reclaim_spills(true);
+}
+
+// Frees the listed blocks of processes that are gone (the mutex is held).
+// The quick check (kill 0) finds reaped processes; the thorough one also
+// zombies and reused pids, at the price of reading /proc.
+void MessageQueue::reclaim_spills(bool thorough) noexcept {
+  const std::int32_t me = ProcessId::self().pid;
+  for (auto& slot : pending_) {
+    if (slot.block == 0 || slot.owner.pid == me) continue;
+    bool gone = (::kill(slot.owner.pid, 0) < 0 && errno == ESRCH) || (thorough && !slot.owner.alive());
+    if (!gone) continue;
+    shared_arena::deallocate(reinterpret_cast<std::byte*>(this) + slot.block);
+    slot = PendingSpill{};
+  }
+}
+
+// Lists a spilled block as this process's; the slot, or -1 when all are taken.
+int MessageQueue::track_spill(void* block) noexcept {
+  Guard g(*this);
+  auto rel = static_cast<std::byte*>(block) - reinterpret_cast<std::byte*>(this);
+  for (int pass = 0; pass < 2; ++pass) {
+    reclaim_spills(pass == 1);
+    for (int i = 0; i < kPendingSlots; ++i)
+      if (pending_[i].block == 0) {
+        pending_[i] = PendingSpill{rel, ProcessId::self()};
+        return i;
+      }
+  }
+  return -1;
+}
+
+void MessageQueue::untrack_spill(int slot) noexcept {
+  Guard g(*this);
+  pending_[slot] = PendingSpill{};
+}
+
+int MessageQueue::pending_spills() const noexcept {
+  Guard g(*this);
+  int n = 0;
+  for (const auto& slot : pending_) n += slot.block != 0;
+  return n;
 }
 
 void MessageQueue::free_records() noexcept {
@@ -170,7 +230,7 @@ void MessageQueue::free_records() noexcept {
   }
 }
 
-bool MessageQueue::try_put(std::string_view message, void* spilled, PutStatus& status) {
+bool MessageQueue::try_put(std::string_view message, void* spilled, int slot, PutStatus& status) {
   {
     Guard g(*this);
     if (closed_.load(std::memory_order_relaxed)) throw QueueClosed();
@@ -196,6 +256,9 @@ bool MessageQueue::try_put(std::string_view message, void* spilled, PutStatus& s
       copy_in(tail, header, sizeof header);
       copy_in(tail + kHeader, message.data(), message.size());
     }
+    // The block goes from the table to the journal (never in both: repair
+    // would free it twice), then into the ring with the commit.
+    if (slot >= 0) pending_[slot] = PendingSpill{};
     journal_tail_ = tail + record;
     journal_block_ = block;
     tail_.store(tail + record, std::memory_order_release);  // the commit
@@ -211,16 +274,18 @@ bool MessageQueue::try_put(std::string_view message, void* spilled, PutStatus& s
 }
 
 MessageQueue::PutStatus MessageQueue::put(std::string_view message, bool block, const Deadline& deadline) {
-  SpillBlock spill;
+  SpillBlock spill{*this};
   if (message.size() > kSpillBytes) {
     // Big messages are copied outside the lock, into a block of their own.
     spill.p = shared_arena::allocate_near(this, message.size());
+    spill.slot = track_spill(spill.p);
     std::memcpy(spill.p, message.data(), message.size());
   }
   PutStatus status = PutStatus::full;
   auto attempt = [&] {
-    if (!try_put(message, spill.p, status)) return false;
+    if (!try_put(message, spill.p, spill.slot, status)) return false;
     spill.p = nullptr;  // the queue owns it now
+    spill.slot = -1;
     return true;
   };
   if (attempt()) return status;
@@ -230,7 +295,7 @@ MessageQueue::PutStatus MessageQueue::put(std::string_view message, bool block, 
   return PutStatus::full;
 }
 
-bool MessageQueue::try_get(std::string& out, GetStatus& status) {
+bool MessageQueue::try_get(std::string& out, GetStatus& status, int& slot) {
   void* spilled = nullptr;
   std::size_t spilled_len = 0;
   {
@@ -253,6 +318,12 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
       copy_out(head + kHeader, ref, sizeof ref);
       spilled = reinterpret_cast<std::byte*>(this) + ref[0];
       payload = kSpillRef;
+      // Listed as ours before the commit: if we die copying it, it is freed.
+      for (int i = 0; i < kPendingSlots && slot < 0; ++i)
+        if (pending_[i].block == 0) {
+          pending_[i] = PendingSpill{ref[0], ProcessId::self()};
+          slot = i;
+        }
     } else {
       out.resize(len);
       if (contiguous && at + kHeader + len <= ring_cap()) std::memcpy(out.data(), p + kHeader, len);
@@ -266,7 +337,7 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
   }
   if (spilled) {
     // Copied after unlocking: the block is ours alone now.
-    SpillBlock owned{spilled};
+    SpillBlock owned{*this, spilled, slot};
     out.resize(spilled_len);
     std::memcpy(out.data(), spilled, spilled_len);
   }
@@ -277,12 +348,13 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status) {
 
 MessageQueue::GetStatus MessageQueue::get(std::string& out, bool block, const Deadline& deadline) {
   GetStatus status = GetStatus::empty;
-  if (!block) return try_get(out, status) ? status : GetStatus::empty;
+  int slot = -1;
+  if (!block) return try_get(out, status, slot) ? status : GetStatus::empty;
   // While the count says empty, spin without the lock, leaving it to the putter;
   // the count is only a hint (a dead putter can leave it stale), so the
   // wait below always checks under the lock.
-  if ((readable() || spin_until([&] { return readable(); })) && try_get(out, status)) return status;
-  if (core::wait_until(not_empty_, deadline, [&](bool) { return try_get(out, status); })) return status;
+  if ((readable() || spin_until([&] { return readable(); })) && try_get(out, status, slot)) return status;
+  if (core::wait_until(not_empty_, deadline, [&](bool) { return try_get(out, status, slot); })) return status;
   return GetStatus::empty;
 }
 

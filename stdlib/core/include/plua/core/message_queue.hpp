@@ -21,6 +21,12 @@
 //    died before publishing.
 //  - waits never hold the mutex: they sleep on SharedSeq futex words, so a
 //    waiter killed while blocked in get or put leaves nothing behind.
+//  - a spilled block on its way in (a put copying it, or waiting for room)
+//    or out (a get copying it) is listed with its owner process in a small
+//    table; a block whose owner died is freed by the next spilling put (or
+//    repair, or the queue's end). Only a kill landing within a few
+//    instructions of allocating or freeing, or more than kPendingSlots big
+//    messages in flight at once, can still lose a block.
 // A message a getter had taken when it died is gone with it, as it would be
 // once returned to the getter.
 //
@@ -44,6 +50,7 @@
 #include <string_view>
 
 #include "plua/core/cancel.hpp"
+#include "plua/core/process_id.hpp"
 #include "plua/core/shared_arena.hpp"
 #include "plua/core/shared_mutex.hpp"
 #include "plua/core/shared_seq.hpp"
@@ -72,6 +79,8 @@ class MessageQueue {
   static constexpr std::size_t kInitialRing = 4096;
   // An emptied queue whose ring grew beyond this goes back to kInitialRing.
   static constexpr std::size_t kKeptRing = 1 << 20;
+  // Spilled blocks tracked in flight at once (more are not tracked).
+  static constexpr int kPendingSlots = 16;
 
   // maxsize 0: unbounded. Throws SharedMemoryError when out of arena.
   explicit MessageQueue(Kind kind, std::uint64_t maxsize = 0);
@@ -109,9 +118,15 @@ class MessageQueue {
   bool readable() const noexcept { return qsize() != 0 || closed(); }
   // How many times the mutex was found abandoned and repaired (for tests).
   std::uint64_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
+  // Spilled blocks in flight now (for tests).
+  int pending_spills() const noexcept;
 
  private:
   struct Guard;
+  struct SpillBlock;
+  int track_spill(void* block) noexcept;
+  void untrack_spill(int slot) noexcept;
+  void reclaim_spills(bool thorough) noexcept;
   std::byte* ring() const noexcept;
   std::uint64_t ring_cap() const noexcept;
   void set_ring(std::byte* ring, std::uint64_t cap) noexcept;
@@ -120,8 +135,8 @@ class MessageQueue {
   void reserve(std::uint64_t need);
   void shrink() noexcept;
   void repair() noexcept;
-  bool try_put(std::string_view message, void* spilled, PutStatus& status);
-  bool try_get(std::string& out, GetStatus& status);
+  bool try_put(std::string_view message, void* spilled, int slot, PutStatus& status);
+  bool try_get(std::string& out, GetStatus& status, int& slot);
   void free_records() noexcept;
 
   // Field order is for the cache. The arena puts an object 16 bytes into a
@@ -151,6 +166,13 @@ class MessageQueue {
   SharedSeq not_empty_;   // bumped when an item arrives or the queue closes
   SharedSeq not_full_;    // bumped when an item leaves (bounded queues)
   SharedSeq all_done_;    // bumped when unfinished_ drops to zero
+  // Spilled blocks outside the ring, with the process responsible for them
+  // (block 0: a free slot); guarded by mu_.
+  struct PendingSpill {
+    std::int64_t block = 0;  // offset from this
+    ProcessId owner;
+  };
+  PendingSpill pending_[kPendingSlots];
 };
 
 }  // namespace plua::core
