@@ -1068,7 +1068,7 @@ bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
 
 }  // namespace
 
-std::string encode(lua_State* L, int first, int count, const char* root) {
+std::string encode(lua_State* L, int first, int count, const char* root, lua_Integer index_base) {
   first = lua_absindex(L, first);
   std::string out;
   // Messages of scalars only (most queue items) need none of the encoder's bookkeeping.
@@ -1088,7 +1088,7 @@ std::string encode(lua_State* L, int first, int count, const char* root) {
     enc.names();  // pushed first: a write that pops its own temporaries must not pop it
     for (int i = 0; i < count; ++i) {
       if (!enc.write(first + i, 1)) {
-        std::string path = std::string(root) + index_segment(i + 1) + enc.path_below();
+        std::string path = std::string(root) + index_segment(i + index_base) + enc.path_below();
         raise_refusal(L, enc, out, path);
       }
     }

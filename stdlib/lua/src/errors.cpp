@@ -63,6 +63,8 @@ std::optional<double> check_timeout(lua_State* L, int idx) {
   lua_Number seconds = luaL_checknumber(L, idx);
   if (std::isnan(seconds) || seconds < 0)
     luaL_argerror(L, idx, "timeout must be a non-negative number");
+  // Python refuses an infinite timeout too (OverflowError); forever is spelt nil.
+  if (std::isinf(seconds)) luaL_argerror(L, idx, "timeout must be finite; nil waits forever");
   return seconds;
 }
 

@@ -86,8 +86,9 @@ void raise_failure(lua_State* L, const char* op, const Failure& f) {
 
 // ---------------------------------------------------------------- values
 
-// A Lua value as a Python one, through the codec's plain-data bridge.
-pk::Object to_python(lua_State* L, int idx) {
+// A Lua value as a Python one, through the codec's plain-data bridge; `op`
+// names the call in the error for a value that is not plain data.
+pk::Object to_python(lua_State* L, int idx, const char* op) {
   // Scalars skip the codec round trip: the same Value, made directly.
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -102,7 +103,7 @@ pk::Object to_python(lua_State* L, int idx) {
       const char* s = lua_tolstring(L, idx, &len);
       pk::Object out;
       Failure f = attempt([&] { out = pk::from_value(core::Value(std::string(s, len))); });
-      raise_failure(L, "manager", f);
+      raise_failure(L, op, f);
       return out;
     }
     default:
@@ -117,10 +118,10 @@ pk::Object to_python(lua_State* L, int idx) {
     error = e.what();
   }
   discard(message);
-  if (!error.empty()) luaL_error(L, "cannot send this value to a manager: %s", error.c_str());
+  if (!error.empty()) luaL_error(L, "%s: cannot send this value to a manager: %s", op, error.c_str());
   pk::Object out;
   Failure f = attempt([&] { out = pk::from_value(values.at(0)); });
-  raise_failure(L, "manager", f);
+  raise_failure(L, op, f);
   return out;
 }
 
@@ -192,7 +193,7 @@ pk::Object timeout_arg(lua_State* L, int idx) {
 int proxy_put(lua_State* L) {
   ProxyHandle* p = check_proxy(L);
   luaL_checkany(L, 2);
-  pk::Object v = to_python(L, 2);
+  pk::Object v = to_python(L, 2, "proxy:put");
   bool block = opt_boolean(L, 3, true);
   return proxy_call(L, p, "proxy:put", "put", {v, pk::Object(block), timeout_arg(L, 4)}) * 0;
 }
@@ -207,7 +208,7 @@ int proxy_get(lua_State* L) {
 int proxy_put_nowait(lua_State* L) {
   ProxyHandle* p = check_proxy(L);
   luaL_checkany(L, 2);
-  return proxy_call(L, p, "proxy:put_nowait", "put_nowait", {to_python(L, 2)}) * 0;
+  return proxy_call(L, p, "proxy:put_nowait", "put_nowait", {to_python(L, 2, "proxy:put_nowait")}) * 0;
 }
 
 int proxy_get_nowait(lua_State* L) {
@@ -228,8 +229,8 @@ int proxy_generic(lua_State* L) {
   const char* method = lua_tostring(L, lua_upvalueindex(1));
   ProxyHandle* p = check_proxy(L);
   std::vector<pk::Object> args;
-  for (int i = 2; i <= lua_gettop(L); ++i) args.push_back(to_python(L, i));
   std::string op = std::string("proxy:") + method;
+  for (int i = 2; i <= lua_gettop(L); ++i) args.push_back(to_python(L, i, op.c_str()));
   return proxy_call(L, p, op.c_str(), method, std::move(args));
 }
 
@@ -315,6 +316,14 @@ core::ManagerAddress client_address(const ManagerHandle& m) {
 // BaseManager{address = {host, port}, authkey = key}
 int manager_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  // Unknown options are mistakes (a misspelt "authkey" would read as a missing key).
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+    if (!key || (std::strcmp(key, "address") != 0 && std::strcmp(key, "authkey") != 0))
+      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
+  }
   std::string host = "127.0.0.1";
   bool host_given = false;
   lua_Integer port = 0;

@@ -2,6 +2,7 @@
 // Each thread runs in its own lua_State (plua/lua/thread_state.hpp); the
 // target, its arguments, the globals snapshot, the results and the error
 // travel through the codec.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -294,6 +295,7 @@ int thread_new(lua_State* L) {
 int thread_timer(lua_State* L) {
   lua_Number interval = luaL_checknumber(L, 1);
   if (interval != interval || interval < 0) luaL_argerror(L, 1, "interval must be a non-negative number");
+  if (std::isinf(interval)) luaL_argerror(L, 1, "interval must be finite");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
@@ -539,6 +541,7 @@ int thread_get_native_id(lua_State* L) {
 int thread_sleep(lua_State* L) {
   lua_Number seconds = luaL_checknumber(L, 1);
   if (seconds != seconds || seconds < 0) luaL_argerror(L, 1, "sleep length must be non-negative");
+  if (std::isinf(seconds)) luaL_argerror(L, 1, "sleep length must be finite");
   auto deadline = core::Deadline::after(seconds);
   pl::call_core(L, "thread.sleep", [&] { core::sleep_until(deadline); });
   return 0;

@@ -1,4 +1,6 @@
 // Lua binding of the `time` module: Python's clock calls and an interruptible sleep.
+#include <cmath>
+
 #include "plua/core/cancel.hpp"
 #include "plua/core/clock.hpp"
 #include "plua/lua/errors.hpp"
@@ -24,6 +26,7 @@ int time_perf_counter(lua_State* L) {
 int time_sleep(lua_State* L) {
   lua_Number seconds = luaL_checknumber(L, 1);
   if (seconds != seconds || seconds < 0) luaL_argerror(L, 1, "sleep length must be non-negative");
+  if (std::isinf(seconds)) luaL_argerror(L, 1, "sleep length must be finite");
   auto deadline = plua::core::Deadline::after(seconds);
   plua::lua::call_core(L, "time.sleep", [&] { plua::core::sleep_until(deadline); });
   return 0;

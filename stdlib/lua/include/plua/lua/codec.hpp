@@ -51,12 +51,14 @@ namespace plua::lua {
 inline constexpr int kMaxDepth = 1000;
 
 // Encodes `count` values from stack index `first` into one message. Value i
-// (1-based) has the path root[i]; a value that cannot travel raises a Lua error
+// (1-based) has the path root[i + index_base - 1] (index_base: the position of
+// the first value in the caller's list, e.g. of a map chunk's first item); a
+// value that cannot travel raises a Lua error
 // "cannot send a <type> value at <path>" (path like args[2].co, args[1][3]:
 // identifier keys as .name, other keys as [repr], upvalues as <upvalue name>,
 // a key that cannot travel as <key [repr]>).
 // References already written for the message are released before raising.
-std::string encode(lua_State* L, int first, int count, const char* root = "args");
+std::string encode(lua_State* L, int first, int count, const char* root = "args", lua_Integer index_base = 1);
 
 // Pushes the message's values and returns how many. Malformed bytes raise a
 // Lua error "codec: malformed message (...)": never a crash or an

@@ -50,7 +50,7 @@ auto call_core(lua_State* L, const char* op, Body&& body) -> decltype(body()) {
 }
 
 // Reads an optional timeout argument: nil (or none) is "forever"; otherwise a
-// non-negative number of seconds. Misuse is an argument error.
+// finite, non-negative number of seconds. Misuse is an argument error.
 core::Deadline check_deadline(lua_State* L, int idx);
 std::optional<double> check_timeout(lua_State* L, int idx);
 
