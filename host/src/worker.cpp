@@ -43,7 +43,11 @@ std::vector<Value> Worker::result() {
   std::string kind;
   if (values && values->size() == 1)
     if (const Value* k = values->front().find("kind"); k && k->is_string()) kind = k->as_string();
-  b.error.emplace(out.message, out.traceback, kind);
+  // Lua runs no message handler for "not enough memory": the value is all there is.
+  std::string message = out.message;
+  if (message.empty() && values && values->size() == 1 && values->front().is_string())
+    message = values->front().as_string();
+  b.error.emplace(message, out.traceback, kind);
   throw *b.error;
 }
 
