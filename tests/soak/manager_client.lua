@@ -1,7 +1,7 @@
 -- The client side of manager_roundtrips.lua (another plua process):
 --   plua manager_client.lua PORT ROUNDS
 -- Does ROUNDS put + get round trips on the served queue "get_queue", checking
--- each item, and tells the server's side through the served queue
+-- each item, replacing its proxy (so its connection) every 1000 rounds, and tells the server's side through the served queue
 -- "get_report" when 10% and 50% are done, then sends its own samples.
 package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
 local soak = require "soak"
@@ -24,6 +24,11 @@ for i = 1, rounds do
   q:put(i)
   local v = q:get(true, 30)
   if v ~= i then error(("round trip %d brought back %s"):format(i, tostring(v))) end
+  if i % 1000 == 0 then
+    q:close()
+    q = m:get_queue()
+    q:qsize()  -- a proxy connects on its first call: one connection at every sample
+  end
   if points[i] then
     samples[#samples + 1] = soak.sample(points[i])
     report:put(points[i])

@@ -1,9 +1,11 @@
 -- Soak: N put + get round trips from a plua client process
--- (manager_client.lua) through this process's manager server over loopback.
+-- (manager_client.lua) through this process's manager server over loopback,
+-- on a new connection every 1000 round trips.
 -- The server's side samples its resources before the manager exists, when the
 -- client reports 10% and 50% done, and after shutdown; the client samples its
--- own. Neither may grow, and after shutdown descriptors, threads and children
--- are back where they were.
+-- own. Neither may grow: while serving, the server's descriptors and threads
+-- at 50% are those at 10% (give or take the connection being replaced), and
+-- after shutdown descriptors, threads and children are back where they were.
 --   plua manager_roundtrips.lua   (100,000 round trips, times PLUA_SOAK_SCALE)
 local dir = arg[0]:match("^(.*/)") or "./"
 package.path = dir .. "?.lua;" .. package.path
@@ -64,6 +66,11 @@ if samples[#samples].threads ~= samples[1].threads then
     samples[#samples].threads), 0)
 end
 soak.check(name, samples)
+local s10, s50 = samples[2], samples[3]
+if s50.fds > s10.fds + 1 or s50.threads > s10.threads + 1 then
+  error(("%s: the server grew while serving: fds %d at 10%%, %d at 50%%; threads %d, %d")
+    :format(name, s10.fds, s50.fds, s10.threads, s50.threads), 0)
+end
 local early, last = c[2], c[#c]
 if last.fds ~= c[1].fds or last.rss > early.rss + soak.slack_kb() then
   error(("%s: the client grew: fds %d -> %d, RSS %d KiB after 10%% -> %d KiB")

@@ -1,6 +1,8 @@
 -- Soak: N processes started and joined (waves of 8 running at once), each
--- putting its number into a queue; every exit code is checked, every number
--- arrives once, and this process's resources do not grow.
+-- given a queue of its own into which it puts its number; every exit code is
+-- checked, every number arrives, and this process's resources do not grow.
+-- The queues (4 KiB and more of shared arena each) are dropped once read, so
+-- a reference a child failed to give back would show as arena growth.
 --   plua processes.lua [fork|spawn]   (10,000 fork / 1,000 spawn children, times PLUA_SOAK_SCALE)
 package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
 local soak = require "soak"
@@ -17,9 +19,8 @@ local name = "processes_" .. method
 
 local function child(results, i) results:put(i) end
 
-local results = queue.Queue()
 -- One process first, so that lazily made state (the arena, the child registry) is in the baseline.
-local warm = process.Process{target = function() end}
+local warm = process.Process{target = child, args = {queue.Queue(), 0}}
 warm:start()
 assert(warm:join(60), "warm-up child did not end")
 warm = nil
@@ -32,16 +33,19 @@ while started < N do
   local wave = {}
   for _ = 1, math.min(WAVE, N - started) do
     started = started + 1
+    local results = queue.Queue()
     local p = process.Process{target = child, args = {results, started}}
     p:start()
-    wave[#wave + 1] = p
+    wave[#wave + 1] = {p, results, started}
   end
-  for _, p in ipairs(wave) do
+  for _, w in ipairs(wave) do
+    local p, results, i = w[1], w[2], w[3]
     if not p:join(60) then error(("%s: %s did not end within 60 s"):format(name, p.name)) end
     if p.exitcode ~= 0 then error(("%s: %s exited with %s"):format(name, p.name, p.exitcode)) end
-  end
-  for _ = 1, #wave do
-    sum = sum + results:get(true, 30)
+    local v = results:get(true, 30)
+    if v ~= i then error(("%s: child %d put %s"):format(name, i, tostring(v))) end
+    if not results:empty() then error(("%s: child %d put more than one item"):format(name, i)) end
+    sum = sum + v
     got = got + 1
   end
   wave = nil
@@ -52,6 +56,5 @@ samples[#samples + 1] = soak.sample("after")
 
 assert(got == N, ("%s: %d numbers arrived, expected %d"):format(name, got, N))
 assert(sum == N * (N + 1) // 2, ("%s: checksum %d, expected %d"):format(name, sum, N * (N + 1) // 2))
-assert(results:empty(), name .. ": numbers left in the queue")
 soak.report(name, N, seconds, samples, {rate = ("%.0f/s"):format(N / seconds), checksum = sum})
 soak.check(name, samples)

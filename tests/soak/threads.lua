@@ -1,10 +1,13 @@
 -- Soak: N threads started and joined (waves of 8 running at once), each
--- returning a value computed from its argument; every result is checked, and
--- this process's resources do not grow. OS threads parked for reuse must
+-- putting a value computed from its argument into a queue of its own and
+-- returning another; every result is checked, and this process's resources
+-- do not grow (the queues, dropped once read, would show as arena growth if
+-- a thread kept a reference). OS threads parked for reuse must
 -- leave on their own (within 10 s) so the thread count is back to the start.
 --   plua threads.lua   (10,000 threads, times PLUA_SOAK_SCALE)
 package.path = (arg[0]:match("^(.*/)") or "./") .. "?.lua;" .. package.path
 local soak = require "soak"
+local queue = require "queue"
 local thread = require "thread"
 local time = require "time"
 
@@ -12,11 +15,14 @@ local N = soak.size(10000)
 local WAVE = 8
 local name = "threads"
 
-local function work(i, tag) return i * 2, tag .. i end
+local function work(q, i, tag)
+  q:put(i * 3)
+  return i * 2, tag .. i
+end
 
 -- One thread first, so that lazily made state is in the baseline; then wait
 -- until its parked OS thread has left.
-local warm = thread.Thread{target = function() end}
+local warm = thread.Thread{target = work, args = {queue.Queue(), 0, "t"}}
 warm:start()
 assert(warm:join(60), "warm-up thread did not end")
 warm = nil
@@ -29,17 +35,20 @@ while started < N do
   local wave = {}
   for _ = 1, math.min(WAVE, N - started) do
     started = started + 1
-    local t = thread.Thread{target = work, args = {started, "t"}}
+    local q = queue.Queue()
+    local t = thread.Thread{target = work, args = {q, started, "t"}}
     t:start()
-    wave[#wave + 1] = {t, started}
+    wave[#wave + 1] = {t, q, started}
   end
   for _, w in ipairs(wave) do
-    local t, i = w[1], w[2]
+    local t, q, i = w[1], w[2], w[3]
     if not t:join(60) then error(("%s: %s did not end within 60 s"):format(name, t.name)) end
     local doubled, text = t:result()
     if doubled ~= i * 2 or text ~= "t" .. i then
       error(("%s: thread %d returned %s, %s"):format(name, i, tostring(doubled), tostring(text)))
     end
+    local tripled = q:get(true, 30)
+    if tripled ~= i * 3 then error(("%s: thread %d put %s"):format(name, i, tostring(tripled))) end
     sum = sum + doubled
   end
   wave = nil
