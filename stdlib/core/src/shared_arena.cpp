@@ -228,13 +228,28 @@ void* resolve(const SharedRefData& ref) {
   if (!found) {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/fd/%d", static_cast<int>(ref.pid), static_cast<int>(ref.fd));
-    int fd = ::open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
+    // The path comes from a message: look first (O_PATH opens nothing, so no
+    // device, FIFO or terminal sees an open), and open only a regular file (a memfd).
+    int look = ::open(path, O_PATH | O_CLOEXEC);
+    if (look < 0)
       throw SharedMemoryError(errno_text("shared memory: cannot open the arena of process " +
                                          std::to_string(ref.pid)));
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kHeaderBytes)) {
-      ::close(fd);
+    int fd = -1;
+    if (::fstat(look, &st) == 0 && S_ISREG(st.st_mode)) {
+      char self[64];
+      std::snprintf(self, sizeof self, "/proc/self/fd/%d", look);
+      fd = ::open(self, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    }
+    int open_errno = errno;
+    ::close(look);
+    if (fd < 0 && S_ISREG(st.st_mode)) {
+      errno = open_errno;
+      throw SharedMemoryError(errno_text("shared memory: cannot open the arena of process " +
+                                         std::to_string(ref.pid)));
+    }
+    if (fd < 0 || st.st_size < static_cast<off_t>(kHeaderBytes)) {
+      if (fd >= 0) ::close(fd);
       throw SharedMemoryError("shared memory: process " + std::to_string(ref.pid) + " has no arena at descriptor " +
                               std::to_string(ref.fd));
     }
@@ -262,10 +277,11 @@ void* resolve(const SharedRefData& ref) {
       found = &reg.maps.back();
     }
   }
-  if (ref.offset < kHeaderBytes || ref.offset + sizeof(BlockHeader) > found->size)
+  if (ref.offset < kHeaderBytes || ref.offset % alignof(BlockHeader) != 0 ||
+      ref.offset > found->size - sizeof(BlockHeader))
     throw SharedMemoryError("shared memory: reference out of the arena's bounds");
   auto* h = reinterpret_cast<BlockHeader*>(found->base + ref.offset);
-  if ((h->tag.load(std::memory_order_acquire) & 0xffffff00u) != kLiveTag ||
+  if ((h->tag.load(std::memory_order_acquire) & 0xffffff00u) != kLiveTag || h->offset != ref.offset ||
       h->refs.load(std::memory_order_acquire) == 0)
     throw SharedMemoryError("shared memory: reference to a freed object");
   return found->base + ref.offset + sizeof(BlockHeader);
