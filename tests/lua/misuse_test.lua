@@ -315,6 +315,9 @@ row("thread", [[thread.Thread{target = f, args = {cfn}}:start()]],
   E"cannot send a C function (with upvalues, not a field of a loaded module) value at args[1]")
 row("thread", [[done:start()]], K("RuntimeError", "thread:start: threads can only be started once"),
   [[return done:result() == 1]])
+row("thread", [[local w = thread.Thread{target = function(t) t:start() end, args = {fresh}}
+  w:start(); w:join(); w:result()]], E"thread:start: this thread was created in another thread; start it there",
+  [[fresh:start(); return fresh:join(10)]])
 row("thread", [[fresh:join()]], K("RuntimeError", "thread:join:"), [[fresh:start(); return fresh:join(10)]])
 row("thread", [[thread.current_thread():join()]], K("RuntimeError", "thread:join:"))
 row("thread", [[fresh:result()]], K("RuntimeError", "was not started"))
@@ -365,11 +368,14 @@ row("lock", [[lock.Condition(closed_lock)]], E"bad argument #1 to 'Condition' (L
 row("lock", [[cond:wait()]], K("RuntimeError", "Condition:wait:"),
   [[local ok = cond:acquire(); cond:release(); return ok]])
 row("lock", [[cond:wait(-1)]], E"bad argument #1 to 'wait' (timeout must be a non-negative number)")
+row("lock", [[cond:acquire(); cond:wait_for(function() return false end, -1)]],
+  E"bad argument #2 to 'wait_for' (timeout must be a non-negative number)", [[cond:release(); return true]])
 row("lock", [[cond:wait_for(42)]], E"bad argument #1 to 'wait_for' (function expected, got number)")
 row("lock", [[cond:notify()]], K("RuntimeError", "Condition:notify:"))
 row("lock", [[cond:notify_all()]], K("RuntimeError", "Condition:notify_all:"))
 row("lock", [[cond:acquire(); cond:notify(-1)]], E"bad argument #1 to 'notify' (count must be non-negative)",
   [[cond:notify(1); cond:release(); return true]])
+row("lock", [[cond:close(); cond:notify()]], E"Condition:notify: the object is closed")
 row("lock", [[lock.Semaphore(-1)]], E"bad argument #1 to 'Semaphore' (semaphore initial value must be >= 0)")
 row("lock", [[lock.Semaphore(1.5)]], E"bad argument #1 to 'Semaphore' (number has no integer representation)")
 row("lock", [[lock.BoundedSemaphore("x")]], E"bad argument #1 to 'BoundedSemaphore' (number expected, got string)")
@@ -377,6 +383,8 @@ row("lock", [[sem:release(0)]], E"bad argument #1 to 'release' (n must be one or
 row("lock", [[sem:acquire(false, 1)]], E"bad argument #2 to 'acquire' (cannot specify a timeout for a non-blocking call)")
 row("lock", [[bsem:release()]], K("ValueError", "Semaphore:release:"),
   [[return bsem:acquire(false) and not bsem:acquire(false)]])
+row("lock", [[sem:close(); sem:acquire()]], E"Semaphore:acquire: the object is closed")
+row("lock", [[ev:close(); ev:set()]], E"Event:set: the object is closed")
 row("lock", [[ev:wait(-1)]], E"bad argument #1 to 'wait' (timeout must be a non-negative number)")
 row("lock", [[ev:wait("x")]], E"bad argument #1 to 'wait' (number expected, got string)")
 row("lock", [[lock.Barrier(0)]], E"bad argument #1 to 'Barrier' (parties must be one or more)")
@@ -387,6 +395,7 @@ row("lock", [[bar:wait(-1)]], E"bad argument #1 to 'wait' (timeout must be a non
   [[return bar.n_waiting == 0 and not bar.broken]])
 row("lock", [[bar:abort(); bar:wait()]], K("BrokenBarrierError", "Barrier:wait:"),
   [[bar:reset(); return bar.broken == false]])
+row("lock", [[bar:close(); return bar.parties]], E"Barrier.parties: the object is closed")
 row("lock", [[bar:wait(0.01)]], K("BrokenBarrierError", "Barrier:wait:"), [[return bar.broken]])
 
 -- ---------------------------------------------------------------- shared
@@ -417,7 +426,9 @@ row("shared", [[shared.Array("int")]], E"bad argument #2 to 'Array' (number expe
 row("shared", [[shared.Array("int", -1)]], E"bad argument #2 to 'Array' (size must be non-negative)")
 row("shared", [[shared.Array("int", 1.5)]], E"bad argument #2 to 'Array' (number has no integer representation)")
 row("shared", [[shared.Array("int", math.maxinteger)]], E"shared.Array: ")
-row("shared", [[shared.Array("int", {1, "x"})]], E"integer expected, got string")
+row("shared", [[shared.Array("int", {1, "x"})]], E"bad argument #2 to 'Array' (item 2: integer expected, got string)")
+row("shared", [[shared.Array("float", {1.5, {}})]], E"bad argument #2 to 'Array' (item 2: number expected, got table)")
+row("shared", [[shared.Array("bool", 2)[1] = 1]], E"bad argument #3 to 'newindex' (boolean expected, got number)")
 row("shared", [[return arr[0] ]], K("IndexError", "shared.Array: index 0 out of range 1..3"))
 row("shared", [[arr[5] = 1]], K("IndexError", "shared.Array: index 5 out of range 1..3"),
   [[return arr[1] == 1 and arr[3] == 3 and #arr == 3]])
@@ -425,6 +436,7 @@ row("shared", [[return arr[1.5] ]], E"bad argument #2 to 'index' (integer index 
 row("shared", [[arr.x = 1]], E"bad argument #2 to 'newindex' (integer index expected)")
 row("shared", [[arr[1] = true]], E"bad argument #3 to 'newindex' (integer expected, got boolean)", [[return arr[1] == 1]])
 row("shared", [[return closed_arr[1] ]], E"Array: the object is closed")
+row("shared", [[local v = shared.Value("int"); getmetatable(v).__close(v); return v.value]], E"Value: the object is closed")
 
 -- ---------------------------------------------------------------- queue
 
@@ -497,6 +509,9 @@ row("process", [[process.Process{target = f, args = 1}]], E"bad argument #1 to '
 row("process", [[process.Process{name = 1}]], E"bad argument #1 to 'Process' (name must be a string)")
 row("process", [[process.Process{daemon = "yes"}]], E"bad argument #1 to 'Process' (daemon must be a boolean)")
 row("process", [[process.Process{tagret = f}]], E"bad argument #1 to 'Process' (unknown option 'tagret')")
+row("process", [[local w = thread.Thread{target = function(x) x:start() end, args = {p}}
+  w:start(); w:join(); w:result()]], E"process:start: a process can only be started by the thread that created it",
+  [[p:start(); return p:join(10) and p.exitcode == 0]])
 row("process", [[p:join()]], E"process:join: can only join a started process")
 row("process", [[p:terminate()]], E"process:terminate: can only terminate a started process")
 row("process", [[p:kill()]], E"process:kill: can only kill a started process")
@@ -585,6 +600,7 @@ row("subprocess", [[subprocess.run{"true", timeout = math.huge}]], E"bad argumen
 row("subprocess", [[subprocess.run{"true", timeout = "soon"}]], E"bad argument #1 to 'run' (timeout must be a number, got string)")
 row("subprocess", [[subprocess.run{"true", stdout = "pipe"}]], E"bad argument #1 to 'run' (stdout must be PIPE, STDOUT, DEVNULL, a file or a descriptor, got string)")
 row("subprocess", [[subprocess.run{"true", stdout = subprocess.STDOUT}]], E"bad argument #1 to 'run' (STDOUT is only valid for stderr, not stdout)")
+row("subprocess", [[subprocess.run{"true", stdout = 99999}]], E"bad argument #1 to 'run' (stdout: bad file descriptor 99999)")
 row("subprocess", [[subprocess.run{"true", stdin = -5}]], E"bad argument #1 to 'run' (stdin: bad file descriptor -5)")
 row("subprocess", [[local f = io.tmpfile(); f:close(); subprocess.run{"true", stdout = f}]], E"bad argument #1 to 'run' (stdout is a closed file)")
 row("subprocess", [[subprocess.run{"true", input = 42}]], E"bad argument #1 to 'run' (input must be a string, got number)")

@@ -274,24 +274,38 @@ void push_slot(lua_State* L, const core::SharedArray& a, std::uint64_t i) {
   }
 }
 
-// Stores the value at idx in slot i, checking it fits the kind (argument error otherwise).
-void set_slot(lua_State* L, core::SharedArray& a, std::uint64_t i, int idx) {
+// A value that does not fit the kind: an argument error on `arg` (for an
+// Array's initial list, naming the item).
+[[noreturn]] void slot_error(lua_State* L, int arg, lua_Integer item, const char* expected, const char* got) {
+  if (item > 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "item %I: %s expected, got %s", item, expected, got));
+  else
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s expected, got %s", expected, got));
+  throw;  // unreachable: luaL_argerror does not return
+}
+
+// Stores the value at idx in slot i, checking it fits the kind; a misfit is
+// reported against argument `arg` (item `item` of it when it is a list).
+void set_slot(lua_State* L, core::SharedArray& a, std::uint64_t i, int idx, int arg, lua_Integer item = 0) {
   switch (a.kind()) {
     case core::ScalarKind::integer: {
       int ok = 0;
       lua_Integer v = lua_tointegerx(L, idx, &ok);
       if (!ok || lua_type(L, idx) != LUA_TNUMBER)
-        luaL_argerror(L, idx, lua_pushfstring(L, "integer expected, got %s",
-                                             lua_type(L, idx) == LUA_TNUMBER ? "non-integral number"
-                                                                              : luaL_typename(L, idx)));
+        slot_error(L, arg, item, "integer",
+                   lua_type(L, idx) == LUA_TNUMBER ? "non-integral number" : luaL_typename(L, idx));
       a.set_int(i, v);
       break;
     }
-    case core::ScalarKind::floating:
-      a.set_float(i, luaL_checknumber(L, idx));
+    case core::ScalarKind::floating: {
+      int ok = 0;
+      lua_Number v = lua_tonumberx(L, idx, &ok);  // numeric strings too, as luaL_checknumber
+      if (!ok) slot_error(L, arg, item, "number", luaL_typename(L, idx));
+      a.set_float(i, v);
       break;
+    }
     case core::ScalarKind::boolean:
-      luaL_checktype(L, idx, LUA_TBOOLEAN);
+      if (!lua_isboolean(L, idx)) slot_error(L, arg, item, "boolean", luaL_typename(L, idx));
       a.set_bool(i, lua_toboolean(L, idx));
       break;
   }
@@ -317,7 +331,7 @@ int value_newindex(lua_State* L) {
   ArrayRefs& b = check_array(L, 1, kValue, "Value");
   const char* key = lua_tostring(L, 2);
   if (!key || std::strcmp(key, "value") != 0) luaL_argerror(L, 2, "a Value has only the field 'value'");
-  set_slot(L, *b.arr, 0, 3);
+  set_slot(L, *b.arr, 0, 3, 3);
   return 0;
 }
 
@@ -327,7 +341,7 @@ int shared_value(lua_State* L) {
   lua_settop(L, 2);
   auto made = call_core(L, "shared.Value", [&] { return std::make_pair(core::SharedArray(kind, 1), core::RLock()); });
   push_array(L, std::move(made.first), std::move(made.second), kValue);
-  if (!lua_isnoneornil(L, 2)) set_slot(L, *check_array(L, -1, kValue, "shared.Value").arr, 0, 2);
+  if (!lua_isnoneornil(L, 2)) set_slot(L, *check_array(L, -1, kValue, "shared.Value").arr, 0, 2, 2);
   return 1;
 }
 
@@ -361,7 +375,7 @@ int array_index(lua_State* L) {
 
 int array_newindex(lua_State* L) {
   ArrayRefs& b = check_array(L, 1, kArray, "Array");
-  set_slot(L, *b.arr, check_index(L, *b.arr, 2), 3);
+  set_slot(L, *b.arr, check_index(L, *b.arr, 2), 3, 3);
   return 0;
 }
 
@@ -388,7 +402,7 @@ int shared_array(lua_State* L) {
     core::SharedArray& a = *check_array(L, 3, kArray, "shared.Array").arr;
     for (std::uint64_t i = 0; i < n; ++i) {
       lua_rawgeti(L, 2, static_cast<lua_Integer>(i + 1));
-      set_slot(L, a, i, lua_gettop(L));
+      set_slot(L, a, i, lua_gettop(L), 2, static_cast<lua_Integer>(i + 1));
       lua_pop(L, 1);
     }
   }

@@ -1,6 +1,7 @@
 // Lua binding of the `subprocess` module (Python's subprocess): run, call,
 // check_call, check_output and Popen over the core spawner and communicator.
 // Popen's stdin/stdout/stderr are genuine Lua files (io's FILE* userdata).
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 
@@ -110,7 +111,9 @@ StdioSpec check_stdio(lua_State* L, int idx, int arg, const char* name) {
       if (std::strcmp(name, "stderr") != 0) luaL_argerror(L, arg, lua_pushfstring(L, "STDOUT is only valid for stderr, not %s", name));
       return StdioSpec::stdout_();
     }
-    if (v >= 0 && v <= INT32_MAX) return StdioSpec::descriptor(static_cast<int>(v));
+    // A descriptor that is not open is misuse, caught here rather than by the spawn's dup.
+    if (v >= 0 && v <= INT32_MAX && ::fcntl(static_cast<int>(v), F_GETFD) != -1)
+      return StdioSpec::descriptor(static_cast<int>(v));
     luaL_argerror(L, arg, lua_pushfstring(L, "%s: bad file descriptor %I", name, v));
   }
   if (auto* stream = static_cast<luaL_Stream*>(luaL_testudata(L, idx, LUA_FILEHANDLE))) {
