@@ -72,7 +72,7 @@ if s50.fds > s10.fds + 1 or s50.threads > s10.threads + 1 then
     :format(name, s10.fds, s50.fds, s10.threads, s50.threads), 0)
 end
 local early, last = c[2], c[#c]
-if last.fds ~= c[1].fds or last.rss > early.rss + soak.slack_kb() then
+if last.fds ~= c[1].fds or last.rss > early.rss + soak.rss_slack_kb() then
   error(("%s: the client grew: fds %d -> %d, RSS %d KiB after 10%% -> %d KiB")
     :format(name, c[1].fds, last.fds, early.rss, last.rss), 0)
 end

@@ -106,8 +106,9 @@ soak.report(name, N, seconds, samples, extra)
 soak.check(name, samples)
 -- A child's descriptors are constant; its memory may not grow after its first 10%.
 for role, s in pairs(reports) do
-  local early, last, slack = s[2], s[#s], soak.slack_kb()
-  if last.fds ~= s[1].fds or last.rss > early.rss + slack or last.arena > early.arena + slack then
+  local early, last = s[2], s[#s]
+  if last.fds ~= s[1].fds or last.rss > early.rss + soak.rss_slack_kb()
+      or last.arena > early.arena + soak.ARENA_SLACK_KB then
     error(("%s: the %s grew: fds %d -> %d, RSS %d KiB after 10%% -> %d KiB, arena %d -> %d KiB")
       :format(name, role, s[1].fds, last.fds, early.rss, last.rss, early.arena, last.arena), 0)
   end

@@ -2,14 +2,16 @@
 """Runs plua's soak tests (tests/soak/*.lua) and prints a markdown table of
 their figures.
 
-    run.py --plua PATH [--scale S] [--timeout SECONDS] [SOAK ...]
+    run.py --plua PATH [--scale S] [--default-scale S] [--default-rss-slack-kb KB]
+           [--timeout SECONDS] [SOAK ...]
     run.py --plua PATH --selftest
 
 SOAK is any of: processes_fork processes_spawn threads queue_messages
 manager_roundtrips (default: all). --scale multiplies every size (it sets
 PLUA_SOAK_SCALE); without it PLUA_SOAK_SCALE from the environment is used,
-else --default-scale, else 1. PLUA_SOAK_SLACK_KB (default 4096) is how far
-RSS may rise after a soak's first 10%.
+else --default-scale, else 1. How far RSS may rise after a soak's first 10%
+is PLUA_SOAK_RSS_SLACK_KB from the environment, else --default-rss-slack-kb,
+else 4096 KiB.
 
 Each soak checks itself (exit status 0 and its `SOAK ...` line). This driver
 also checks what the soak cannot see from inside: once it has exited, no
@@ -89,7 +91,7 @@ def parse(stdout):
     return None
 
 
-def run_one(name, plua, scale, timeout, extra_env=None):
+def run_one(name, plua, scale, timeout, extra_env):
     script, args = SOAKS[name] if name in SOAKS else ("leaky.lua", [name.removeprefix("leaky_")])
     tag = uuid.uuid4().hex
     env = dict(os.environ, PLUA_SOAK_TAG=tag, **(extra_env or {}))
@@ -171,7 +173,7 @@ def selftest(plua):
     missed = []
     for kind, says in LEAKS.items():
         # The default slack, which leaky.lua's memory leak exceeds three times.
-        _, failures, _, stderr = run_one("leaky_" + kind, plua, None, 60, {"PLUA_SOAK_SLACK_KB": "4096"})
+        _, failures, _, stderr = run_one("leaky_" + kind, plua, None, 60, {"PLUA_SOAK_RSS_SLACK_KB": "4096"})
         report = "; ".join(failures) + "\n" + stderr
         caught = says in report
         print(f"leak {kind}: {'caught' if caught else 'MISSED'}: {'; '.join(failures)}")
@@ -188,6 +190,8 @@ def main():
     parser.add_argument("--scale", type=float, help="size multiplier (sets PLUA_SOAK_SCALE)")
     parser.add_argument("--default-scale", type=float,
                         help="size multiplier when neither --scale nor PLUA_SOAK_SCALE is given")
+    parser.add_argument("--default-rss-slack-kb", type=int,
+                        help="RSS slack in KiB when PLUA_SOAK_RSS_SLACK_KB is not set")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per soak (default 600)")
     parser.add_argument("--selftest", action="store_true", help="check that leaks are caught")
     parser.add_argument("soaks", nargs="*", metavar="SOAK", help=" ".join(SOAKS))
@@ -203,12 +207,15 @@ def main():
     scale = opts.scale
     if scale is None and not os.environ.get("PLUA_SOAK_SCALE"):
         scale = opts.default_scale
+    extra_env = {}
+    if opts.default_rss_slack_kb is not None and not os.environ.get("PLUA_SOAK_RSS_SLACK_KB"):
+        extra_env["PLUA_SOAK_RSS_SLACK_KB"] = str(opts.default_rss_slack_kb)
     if opts.selftest:
         return selftest(plua)
 
     rows, failed = [], []
     for name in names:
-        fields, failures, stdout, stderr = run_one(name, plua, scale, opts.timeout)
+        fields, failures, stdout, stderr = run_one(name, plua, scale, opts.timeout, extra_env)
         print(stdout, end="")
         if failures:
             failed.append(name)
