@@ -664,6 +664,37 @@ row("manager", [[wrong_key:connect()]], K("AuthenticationError", ""), [[return p
 row("manager", [[local port = srv.address[2]; srv:shutdown()
   manager.BaseManager{address = {"127.0.0.1", port}, authkey = "key"}:connect()]], E"manager:connect: cannot connect to 127.0.0.1:")
 
+-- ---------------------------------------------------------------- a bad self
+
+-- Every method called with something else as `self` (as `obj.method(42)`, a
+-- `.` for a `:`): an argument error naming the method and the class.
+for _, m in ipairs {
+  { "thread", "done", "plua.thread.Thread", { "start", "join", "is_alive", "result", "cancel" } },
+  { "lock", "lk", "plua.lock.Lock", { "acquire", "release", "locked", "guard", "close" } },
+  { "lock", "rl", "plua.lock.RLock", { "acquire", "release", "locked", "guard", "close" } },
+  { "lock", "cond", "plua.lock.Condition", { "acquire", "release", "guard", "wait", "wait_for", "notify", "notify_all", "close" } },
+  { "lock", "sem", "plua.lock.Semaphore", { "acquire", "release", "guard", "close" } },
+  { "lock", "ev", "plua.lock.Event", { "set", "clear", "is_set", "wait", "close" } },
+  { "lock", "bar", "plua.lock.Barrier", { "wait", "reset", "abort", "close" } },
+  { "queue", "jq", "plua.Queue", { "put", "get", "put_nowait", "get_nowait", "qsize", "empty", "full", "close",
+    "task_done", "join" } },
+  { "queue", "a", "plua.Connection", { "send", "recv", "send_bytes", "recv_bytes", "poll", "close", "fileno" } },
+  { "process", "p", "plua.Process", { "start", "join", "is_alive", "terminate", "kill", "close" } },
+  { "pool", "tp", "plua.Pool", { "apply", "apply_async", "map", "map_async", "imap", "imap_unordered", "starmap",
+    "starmap_async", "close", "join", "terminate" } },
+  { "pool", "pending", "plua.AsyncResult", { "get", "wait", "ready", "successful" } },
+  { "pool", "it", "plua.PoolIterator", { "next" } },
+  { "subprocess", "sleeper", "plua.subprocess.Popen", { "communicate", "wait", "poll", "send_signal", "terminate", "kill" } },
+  { "manager", "m", "plua.BaseManager", { "register", "start", "serve_forever", "connect", "shutdown" } },
+  { "manager", "px", "plua.ManagerProxy", { "put", "get", "put_nowait", "get_nowait", "qsize", "empty", "full", "close" } },
+} do
+  local module, obj, class, methods = m[1], m[2], m[3], m[4]
+  for _, method in ipairs(methods) do
+    row(module, ("%s.%s(42)"):format(obj, method),
+      E(("bad argument #1 to '%s' (%s expected, got number)"):format(method, class)))
+  end
+end
+
 -- ---------------------------------------------------------------- running
 
 -- Runs one row; returns nil, or what went wrong.

@@ -58,6 +58,13 @@ int close_box(lua_State* L) {
   return 0;
 }
 
+// The close() method: __close's work, for a self that is checked to be a T.
+template <class T, const char* const& TName>
+int close_method(lua_State* L) {
+  luaL_checkudata(L, 1, TName);
+  return close_box<T>(L);
+}
+
 template <class T>
 int gc_box(lua_State* L) {
   auto* box = static_cast<Box<T>*>(lua_touserdata(L, 1));
@@ -572,23 +579,23 @@ void new_class(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFu
 
 constexpr luaL_Reg kLockMethods[] = {
     {"acquire", lock_acquire}, {"release", lock_release}, {"locked", lock_locked},
-    {"guard", lock_guard},     {"close", close_box<core::Lock>}, {nullptr, nullptr}};
+    {"guard", lock_guard},     {"close", close_method<core::Lock, kLock>}, {nullptr, nullptr}};
 constexpr luaL_Reg kRLockMethods[] = {
     {"acquire", rlock_acquire}, {"release", rlock_release}, {"locked", rlock_locked},
-    {"guard", rlock_guard},     {"close", close_box<core::RLock>}, {nullptr, nullptr}};
+    {"guard", rlock_guard},     {"close", close_method<core::RLock, kRLock>}, {nullptr, nullptr}};
 constexpr luaL_Reg kConditionMethods[] = {
     {"acquire", condition_acquire}, {"release", condition_release}, {"guard", condition_guard},
     {"wait", condition_wait},       {"wait_for", condition_wait_for}, {"notify", condition_notify},
-    {"notify_all", condition_notify_all}, {"close", close_box<core::Condition>}, {nullptr, nullptr}};
+    {"notify_all", condition_notify_all}, {"close", close_method<core::Condition, kCondition>}, {nullptr, nullptr}};
 constexpr luaL_Reg kSemaphoreMethods[] = {
     {"acquire", semaphore_acquire}, {"release", semaphore_release}, {"guard", semaphore_guard},
-    {"close", close_box<core::Semaphore>}, {nullptr, nullptr}};
+    {"close", close_method<core::Semaphore, kSemaphore>}, {nullptr, nullptr}};
 constexpr luaL_Reg kEventMethods[] = {
     {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
-    {"wait", event_wait}, {"close", close_box<core::Event>}, {nullptr, nullptr}};
+    {"wait", event_wait}, {"close", close_method<core::Event, kEvent>}, {nullptr, nullptr}};
 constexpr luaL_Reg kBarrierMethods[] = {
     {"wait", barrier_wait}, {"reset", barrier_reset}, {"abort", barrier_abort},
-    {"close", close_box<core::Barrier>}, {nullptr, nullptr}};
+    {"close", close_method<core::Barrier, kBarrier>}, {nullptr, nullptr}};
 
 constexpr luaL_Reg kFunctions[] = {
     {"Lock", lock_new},           {"RLock", rlock_new},
