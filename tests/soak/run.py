@@ -7,7 +7,7 @@ their figures.
     run.py --plua PATH --selftest
 
 SOAK is any of: processes_fork processes_spawn threads queue_messages
-manager_roundtrips (default: all). --scale multiplies every size (it sets
+manager_roundtrips subprocess_runs pool_workers (default: all). --scale multiplies every size (it sets
 PLUA_SOAK_SCALE); without it PLUA_SOAK_SCALE from the environment is used,
 else --default-scale, else 1. How far RSS may rise after a soak's first 10%
 is PLUA_SOAK_RSS_SLACK_KB from the environment, else --default-rss-slack-kb,
@@ -41,6 +41,8 @@ SOAKS = {
     "threads": ("threads.lua", []),
     "queue_messages": ("queue_messages.lua", []),
     "manager_roundtrips": ("manager_roundtrips.lua", []),
+    "subprocess_runs": ("subprocess_runs.lua", []),
+    "pool_workers": ("pool_workers.lua", []),
 }
 
 # leaky.lua's leaks -> what the report of each must say.

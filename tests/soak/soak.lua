@@ -5,8 +5,7 @@
 -- A sample (after a full garbage collection, so that only what is still
 -- referenced counts) holds:
 --   fds        descriptors open (/proc/self/fdinfo probed, which starts no child)
---   children   child processes, zombies included (/proc/self/task/<pid>/children:
---              the main thread starts every child in these soaks)
+--   children   child processes, zombies included (/proc/self/task/*/children)
 --   rss, hwm   VmRSS and VmHWM in KiB (/proc/self/status)
 --   threads    OS threads (/proc/self/status)
 --   arena      resident KiB of plua's shared arenas mapped here (memfd
@@ -76,12 +75,28 @@ function M.count_fds()
   return n
 end
 
--- Children of this process's main thread, zombies included.
+-- This process's threads (their ids), listed by `ls`: Lua cannot list a
+-- directory itself. The listing's own child is reaped before this returns.
+function M.thread_ids()
+  local pid = process.getpid()
+  local pipe = assert(io.popen(("exec ls /proc/%d/task"):format(pid), "r"))
+  local tids = {}
+  for tid in pipe:read("a"):gmatch("%d+") do tids[#tids + 1] = tid end
+  pipe:close()
+  if #tids == 0 then tids[1] = tostring(pid) end
+  return tids
+end
+
+-- Children of this process, zombies included: each thread's children
+-- (/proc/self/task/<tid>/children; pool workers, say, are started by a
+-- thread of the pool's own).
 function M.count_children()
   local pid = process.getpid()
-  local text = read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
   local n = 0
-  for _ in text:gmatch("%d+") do n = n + 1 end
+  for _, tid in ipairs(M.thread_ids()) do
+    local text = read_file(("/proc/%d/task/%s/children"):format(pid, tid)) or ""
+    for _ in text:gmatch("%d+") do n = n + 1 end
+  end
   return n
 end
 
