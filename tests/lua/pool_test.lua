@@ -83,6 +83,34 @@ for _, kind in ipairs{"Pool", "ThreadPool"} do
     T.ok(tostring(p):find("state=RUN pool_size=2", 1, true))
   end)
 
+  T.test(kind .. ": a value that cannot travel in a later chunk fails map, and nothing of it is left behind", function()
+    local p <close> = P(2)
+    local xs = {}
+    for i = 1, 100 do xs[i] = i end
+    xs[77] = coroutine.create(print)
+    local got = 0
+    -- The first chunks are already running when item 77 is met.
+    T.raises(function()
+      p:map_async(square, xs, 10, {callback = function() got = got + 1 end,
+                                   error_callback = function() got = got + 1 end})
+    end, "value at list[77]")
+    xs[77] = 77
+    local r = p:map(square, xs, 10)
+    T.eq(#r, 100); T.eq(r[77], 77 * 77); T.eq(r[100], 10000)
+    T.eq(got, 0)  -- the abandoned job's callbacks never run
+  end)
+
+  T.test(kind .. ": map's values arrive in list order while later chunks still run", function()
+    local p <close> = P(2)
+    local xs = {}
+    for i = 1, 1000 do xs[i] = i end
+    local r = p:map_async(function(x) return -x end, xs, 7)
+    local out = r:get(30)
+    T.eq(#out, 1000)
+    for i = 1, 1000 do assert(out[i] == -i, i) end
+    T.eq(r:successful(), true)
+  end)
+
   T.test(kind .. ": map with every chunk size, starmap, nil results", function()
     local p <close> = P(2)
     local xs = {}
