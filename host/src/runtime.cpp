@@ -233,7 +233,7 @@ Worker Runtime::start_file(const std::string& path, const std::vector<Value>& ar
 Worker Runtime::start_worker(int how, std::string_view what, const std::string& chunkname,
                              const std::vector<Value>& args, const WorkerOptions& options) {
   std::string args_message = detail::encode_message(args, "args");
-  auto control = std::make_shared<lua::ScriptControl>(parts_->budget, true);
+  auto control = std::make_shared<lua::ScriptControl>(parts_->budget, true, options.interruptible);
   std::int64_t id = lua::ScriptControl::add(control);
   bool consumed = false;
   std::shared_ptr<core::Thread> thread;

@@ -270,3 +270,18 @@ TEST(EmbedRuntime, CloseInterruptsAndWaitsForItsWorkers) {
   EXPECT_TRUE(w->finished());
   EXPECT_EQ(failure_of(*w).kind(), "KeyboardInterrupt");
 }
+
+TEST(EmbedWorker, WithoutTheHookOnlyBlockingCallsAreInterrupted) {
+  plua::Runtime rt;
+  plua::Queue ready = plua::Queue::create();
+  plua::Event stop = plua::Event::create();
+  // Spins until the event is set, then blocks: the interrupt is seen by the block.
+  plua::Worker w = rt.start_chunk(
+      "local ready, stop = ... ready:put(1) while not stop:is_set() do end return require('queue').Queue():get()",
+      {ready, stop}, "=(worker)", {.interruptible = false});
+  must_get(ready);
+  w.interrupt();
+  EXPECT_FALSE(w.join(0.05));  // still spinning: no hook
+  stop.set();
+  EXPECT_EQ(failure_of(w).kind(), "KeyboardInterrupt");
+}

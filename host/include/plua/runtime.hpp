@@ -62,8 +62,8 @@ class Runtime {
     // Threads and processes that scripts start themselves are not counted.
     std::size_t memory_limit = 0;
     // interrupt() also stops running Lua code in the runtime's own state (a
-    // count hook, which costs some 10% of Lua's speed), not only blocking
-    // calls. Workers are always interruptible.
+    // count hook, which makes tight Lua loops up to ~40% slower), not only
+    // blocking calls. Workers have WorkerOptions::interruptible.
     bool interruptible = false;
   };
 

@@ -17,7 +17,7 @@ int embed_run(lua_State* L) {
   if (!control) return luaL_error(L, "plua.embed.run: no worker %I waits to start", id);
   int nargs = lua_gettop(L) - 2;
   {
-    pl::ScriptRun run(L, *control, true, true);
+    pl::ScriptRun run(L, *control, control->hook_code(), true);
     lua_call(L, nargs, LUA_MULTRET);
   }
   return lua_gettop(L) - 1;

@@ -30,8 +30,10 @@ class ScriptControl {
   // keep_early: an interrupt that comes before anything runs is kept for
   // the first run (a worker asked to stop before its thread got going);
   // otherwise it is dropped (a runtime that is idle has nothing to stop).
-  ScriptControl(std::shared_ptr<core::MemoryBudget> budget, bool keep_early) noexcept
-      : budget_(std::move(budget)), keep_early_(keep_early) {}
+  // hook_code: runs under it should stop running Lua code too (the count
+  // hook), not only blocking calls; read by whoever starts the run.
+  ScriptControl(std::shared_ptr<core::MemoryBudget> budget, bool keep_early, bool hook_code = true) noexcept
+      : budget_(std::move(budget)), keep_early_(keep_early), hook_code_(hook_code) {}
   ScriptControl(const ScriptControl&) = delete;
   ScriptControl& operator=(const ScriptControl&) = delete;
 
@@ -39,6 +41,7 @@ class ScriptControl {
   void interrupt() noexcept;
   // The budget its states draw from, or null for no limit.
   const std::shared_ptr<core::MemoryBudget>& budget() const noexcept { return budget_; }
+  bool hook_code() const noexcept { return hook_code_; }
 
   // Registry for passing a control to a worker's new state by number: add()
   // keeps it until take() hands it over (once).
@@ -51,6 +54,7 @@ class ScriptControl {
   friend class ScriptRun;
   std::shared_ptr<core::MemoryBudget> budget_;
   const bool keep_early_;
+  const bool hook_code_;
   std::mutex mu_;
   core::StopFlag* running_ = nullptr;  // guarded by mu_: the running thread's flag
   bool pending_ = false;               // guarded by mu_: an early interrupt (keep_early_)
