@@ -172,6 +172,9 @@ T.test("a manager client SIGKILLed in the middle of a remote get: the server goe
     c:register("get_q")
     return c:get_q()
   end
+  -- The clients are spawned: a fresh plua, as a client on another machine.
+  local old_method = process.get_start_method()
+  process.set_start_method("spawn", true)
   for round = 1, 3 do
     local ready = queue.Queue()
     local p = process.Process{target = function(ready)
@@ -191,6 +194,7 @@ T.test("a manager client SIGKILLed in the middle of a remote get: the server goe
     T.eq(other:get(true, 20), "for the next client " .. round)
     T.eq(q:qsize(), 0)
   end
+  process.set_start_method(old_method, true)
   -- Other clients are served as before.
   local a, b = client(), client()
   a:put("x")

@@ -306,6 +306,10 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status, int& slot) {
       status = GetStatus::closed;
       return true;
     }
+    // The caller's probe (a manager session: "is my client still there?"),
+    // asked under the lock: a put that came after the client died is seen
+    // after the probe sees the death, so it is never taken for that client.
+    this_thread_stop_flag().throw_if_probe_fails();
     std::uint64_t header[2];
     std::uint64_t at = head & (ring_cap() - 1);
     const std::byte* p = ring() + at;
@@ -349,18 +353,11 @@ bool MessageQueue::try_get(std::string& out, GetStatus& status, int& slot) {
 MessageQueue::GetStatus MessageQueue::get(std::string& out, bool block, const Deadline& deadline) {
   GetStatus status = GetStatus::empty;
   int slot = -1;
-  // The caller's probe (a manager session: "is my client still there?") is
-  // asked before every take, the first one too.
-  const StopFlag& stop = this_thread_stop_flag();
-  stop.throw_if_probe_fails();
   if (!block) return try_get(out, status, slot) ? status : GetStatus::empty;
   // While the count says empty, spin without the lock, leaving it to the putter;
   // the count is only a hint (a dead putter can leave it stale), so the
   // wait below always checks under the lock.
-  if (readable() || spin_until([&] { return readable(); })) {
-    stop.throw_if_probe_fails();
-    if (try_get(out, status, slot)) return status;
-  }
+  if ((readable() || spin_until([&] { return readable(); })) && try_get(out, status, slot)) return status;
   if (core::wait_until(not_empty_, deadline, [&](bool) { return try_get(out, status, slot); })) return status;
   return GetStatus::empty;
 }

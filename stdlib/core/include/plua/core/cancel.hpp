@@ -29,10 +29,12 @@ class StopFlag {
     if (requested_.exchange(false, std::memory_order_acq_rel)) throw Interrupted();
   }
 
-  // An owner-thread check that waits run right before each attempt to take
-  // something (an item, a lock): a manager session asks "is my client still
-  // there?", so a client that vanished mid-get is never handed an item.
-  // Set and used by the owning thread only; nullptr removes it.
+  // An owner-thread check that a take asks inside its critical section, just
+  // before it takes an item (MessageQueue's get, and waits on a
+  // condition_variable before each try): a manager session asks "is my
+  // client still there?", so a client that vanished mid-get is never handed
+  // an item put after it died. Set and used by the owning thread only;
+  // nullptr removes it.
   using Probe = bool (*)(void* context) noexcept;
   void set_probe(Probe probe, void* context) noexcept {
     probe_ = probe;

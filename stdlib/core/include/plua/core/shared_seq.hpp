@@ -81,7 +81,6 @@ bool wait_until(SharedSeq& seq, const Deadline& deadline, TryNow try_now) {
   bool slow = false;
   for (;;) {
     std::uint32_t seen = seq.load();
-    stop.throw_if_probe_fails();
     if (try_now(slow)) return true;
     stop.throw_if_requested();
     if (deadline.expired()) return false;
