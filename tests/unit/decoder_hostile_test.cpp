@@ -90,7 +90,7 @@ std::string encode_box(lua_State* L, std::shared_ptr<Box> box) {
 }  // namespace
 
 TEST(DecoderHostile, BytecodeWithAHugeCountFailsWithoutTheAllocation) {
-  // Found by codec_fuzz: a Function whose bytecode announces ~2^53 bytes.
+  // Found by codec_fuzz: a Function whose bytecode announces about 10^16 bytes.
   std::ifstream in(PLUA_SOURCE_DIR "/tests/fuzz/corpus/codec/regress-bytecode-huge-count", std::ios::binary);
   ASSERT_TRUE(in) << "missing regression input";
   std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
