@@ -67,22 +67,27 @@ namespace detail {
 
 namespace {
 
-// The copies in flight (address -> type). A fork child starts with an empty
-// list: the parent's copies are not its to take (their pid says so), and a
-// thread of the parent may have held the lock when it forked.
+// The copies in flight (address -> type). Held across fork (a leaf lock), so
+// a fork child's list is whole; the parent's entries stay in it, unused (their
+// pid is not the child's), and keep those copies reachable.
 struct InFlight {
   std::mutex mu;
   std::unordered_map<void*, const std::type_info*> copies;  // guarded by mu
 };
-InFlight* g_in_flight = [] {
-  ::pthread_atfork(nullptr, nullptr, [] { g_in_flight = new InFlight; });  // the old one is left as is
-  return new InFlight;  // never destroyed: threads may send until exit
-}();
+InFlight& in_flight() {
+  static InFlight* f = [] {
+    auto* made = new InFlight;  // never destroyed: threads may send until exit
+    ::pthread_atfork([] { in_flight().mu.lock(); }, [] { in_flight().mu.unlock(); },
+                     [] { in_flight().mu.unlock(); });
+    return made;
+  }();
+  return *f;
+}
 
 }  // namespace
 
 void add_shared_ref(void* copy, const std::type_info& type) {
-  InFlight& f = *g_in_flight;
+  InFlight& f = in_flight();
   std::lock_guard lock(f.mu);
   f.copies.emplace(copy, &type);
 }
@@ -98,7 +103,7 @@ void* parse_shared_ref(std::string_view ref, bool* other_process, const std::typ
     *other_process = true;
     return nullptr;
   }
-  InFlight& f = *g_in_flight;
+  InFlight& f = in_flight();
   std::lock_guard lock(f.mu);
   auto it = f.copies.find(p);
   if (it == f.copies.end() || *it->second != type) return nullptr;
