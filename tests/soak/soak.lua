@@ -76,14 +76,18 @@ function M.count_fds()
 end
 
 -- This process's threads (their ids), listed by `ls`: Lua cannot list a
--- directory itself. The listing's own child is reaped before this returns.
+-- directory itself. The listing goes through a file, not a pipe: a child
+-- forked meanwhile by another thread (a pool worker) would inherit a pipe's
+-- write end and keep its reader from ever seeing the end.
 function M.thread_ids()
   local pid = process.getpid()
-  local pipe = assert(io.popen(("exec ls /proc/%d/task"):format(pid), "r"))
+  local path = os.tmpname()
+  local ok = os.execute(("exec ls /proc/%d/task > %s"):format(pid, path))
+  local text = read_file(path) or ""
+  os.remove(path)
   local tids = {}
-  for tid in pipe:read("a"):gmatch("%d+") do tids[#tids + 1] = tid end
-  pipe:close()
-  if #tids == 0 then tids[1] = tostring(pid) end
+  for tid in text:gmatch("%d+") do tids[#tids + 1] = tid end
+  if not ok or #tids == 0 then error("soak: cannot list /proc/" .. pid .. "/task") end
   return tids
 end
 
