@@ -9,6 +9,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include "plua/core/spin_wait.hpp"
+
 namespace plua::core {
 namespace {
 
@@ -40,6 +42,7 @@ struct ThreadInternals {
     std::condition_variable cv;
     std::shared_ptr<Thread> thread;  // the next body's Thread, guarded by Pool::mu
     Thread::Body body;               // guarded by Pool::mu
+    std::atomic<bool> handed{false}; // a body is waiting: polled without the lock
     std::uint64_t ident = 0;
     std::int64_t tid = 0;
   };
@@ -130,6 +133,9 @@ void ThreadInternals::worker_loop(Worker* w) {
   w->tid = gettid_now();
   Pool& p = pool();
   for (;;) {
+    // A loop of short threads starts the next one right after joining this
+    // one: found while still awake, it skips waking a halted CPU.
+    spin_until([&] { return w->handed.load(std::memory_order_acquire); }, kParkedSpin);
     std::unique_lock lock(p.mu);
     // Wait for a body (handed over by start) or give up after the keep-alive.
     bool got = w->cv.wait_for(lock, kIdleKeepAlive, [&] { return w->thread != nullptr; });
@@ -139,6 +145,7 @@ void ThreadInternals::worker_loop(Worker* w) {
     }
     std::shared_ptr<Thread> thread = std::move(w->thread);
     Thread::Body body = std::move(w->body);
+    w->handed.store(false, std::memory_order_relaxed);
     lock.unlock();
     thread->native_id_.store(w->tid, std::memory_order_release);
     thread->run(body);
@@ -190,6 +197,7 @@ void Thread::start(Body body) {
       native_id_.store(w->tid, std::memory_order_release);
       w->thread = std::move(self);
       w->body = std::move(body);
+      w->handed.store(true, std::memory_order_release);
       w->cv.notify_one();
       return;
     }
@@ -248,6 +256,8 @@ bool Thread::join(const Deadline& deadline) {
   if (!started()) throw std::logic_error("cannot join thread before it is started");
   if (tl_current.get() == this || (main_ && on_main_os_thread()) || tl_dummy.thread.get() == this)
     throw std::logic_error("cannot join current thread");
+  // A short body is often done within the spin; blocking would let this CPU halt.
+  if (!deadline.expired() && spin_until([&] { return finished(); }, kJoinSpin)) return true;
   std::unique_lock lock(mu_);
   return wait_until(finished_cv_, lock, deadline, [&] { return finished(); });
 }

@@ -32,6 +32,9 @@ namespace plua::core {
 
 // How long a parked OS thread waits for a new body before it exits.
 inline constexpr std::chrono::milliseconds kIdleKeepAlive{2000};
+// How long a parked OS thread, and a joiner, poll before they block (spin_wait.hpp).
+inline constexpr std::chrono::microseconds kParkedSpin{50};
+inline constexpr std::chrono::microseconds kJoinSpin{50};
 
 class Thread : public std::enable_shared_from_this<Thread> {
  public:
