@@ -56,6 +56,8 @@ struct ResultHandle {
   bool resolved = false;   // outcome decoded into the uservalue (value or error)
   bool ok = false;
   lua_Integer items = 0;   // map: the list's length, so the result table is sized once
+  std::size_t decoded = 0; // chunks decoded so far into uservalue.partial, in order
+  lua_Integer count = 0;   // values in uservalue.partial
 };
 
 struct IteratorHandle {
@@ -330,25 +332,39 @@ bool wait_serving(lua_State* L, int pool_idx, PoolHandle& h, const char* op, Wai
 
 // ---- AsyncResult ----
 
-// Decodes a ready result once: uservalue.value (a list, with n for apply) or .error.
-void resolve(lua_State* L, int result_idx) {
+// Settles a result as failed with the error on top of the stack (popped).
+void fail_result(lua_State* L, int result_idx, ResultHandle* r) {
+  set_private(L, result_idx, "error");
+  lua_pushnil(L);
+  set_private(L, result_idx, "partial");
+  r->resolved = true;
+  r->ok = false;
+}
+
+// Decodes the chunks that have arrived, in list order, onto uservalue.partial
+// (a map's values go there while its later chunks still run); a chunk that
+// did not succeed, or cannot be read, settles the result as failed.
+void advance(lua_State* L, int result_idx) {
   result_idx = lua_absindex(L, result_idx);
-  auto* r = static_cast<ResultHandle*>(luaL_checkudata(L, result_idx, kResultType));
+  auto* r = static_cast<ResultHandle*>(lua_touserdata(L, result_idx));
+  const char* op = "AsyncResult:get";
   if (r->resolved) return;
-  auto failed = call_core(L, "AsyncResult:get", [&] { return r->pool->failure(*r->job); });
-  if (failed) {
-    ChunkOutcome o = call_core(L, "AsyncResult:get", [&] { return r->pool->take(*r->job, *failed); });
-    push_outcome_error(L, o);
-    set_private(L, result_idx, "error");
-    r->resolved = true;
-    r->ok = false;
-    return;
+  get_private(L, result_idx, "partial");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, static_cast<int>(std::min<lua_Integer>(r->items, INT_MAX)), r->is_map ? 0 : 1);
+    lua_pushvalue(L, -1);
+    set_private(L, result_idx, "partial");
   }
-  lua_createtable(L, static_cast<int>(std::min<lua_Integer>(r->items, INT_MAX)), r->is_map ? 0 : 1);
   int values = lua_gettop(L);
-  lua_Integer n = 0;
-  for (std::size_t i = 0; i < r->job->chunks(); ++i) {
-    ChunkOutcome o = call_core(L, "AsyncResult:get", [&] { return r->pool->take(*r->job, i); });
+  while (r->decoded < r->job->chunks() &&
+         call_core(L, op, [&] { return r->pool->has_outcome(*r->job, r->decoded); })) {
+    ChunkOutcome o = call_core(L, op, [&] { return r->pool->take(*r->job, r->decoded); });
+    if (o.status != ChunkOutcome::Status::ok) {
+      push_outcome_error(L, o);
+      fail_result(L, result_idx, r);
+      break;
+    }
     lua_pushcfunction(L, [](lua_State* S) -> int {
       auto* p = static_cast<std::string*>(lua_touserdata(S, 1));
       lua_settop(S, 0);
@@ -358,27 +374,45 @@ void resolve(lua_State* L, int result_idx) {
     if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
       push_error_object(L, kRemoteError, std::string("cannot read the task's result: ") +
                                              (lua_tostring(L, -1) ? lua_tostring(L, -1) : "?"));
-      set_private(L, result_idx, "error");
-      lua_settop(L, values - 1);
-      r->resolved = true;
-      r->ok = false;
-      return;
+      fail_result(L, result_idx, r);
+      break;
     }
     // In list order: filled back to front, the list would start in the hash
     // part and be rehashed over and over as it grows.
     int got = lua_gettop(L) - values;
     for (int k = 1; k <= got; ++k) {
       lua_pushvalue(L, values + k);
-      lua_rawseti(L, values, n + k);
+      lua_rawseti(L, values, r->count + k);
     }
     lua_settop(L, values);
-    n += got;
+    r->count += got;
+    ++r->decoded;
   }
+  lua_settop(L, values - 1);
+}
+
+// Decodes a ready result once: uservalue.value (a list, with n for apply) or .error.
+void resolve(lua_State* L, int result_idx) {
+  result_idx = lua_absindex(L, result_idx);
+  auto* r = static_cast<ResultHandle*>(luaL_checkudata(L, result_idx, kResultType));
+  if (r->resolved) return;
+  auto failed = call_core(L, "AsyncResult:get", [&] { return r->pool->failure(*r->job); });
+  if (failed) {
+    ChunkOutcome o = call_core(L, "AsyncResult:get", [&] { return r->pool->take(*r->job, *failed); });
+    push_outcome_error(L, o);
+    fail_result(L, result_idx, r);
+    return;
+  }
+  advance(L, result_idx);
+  if (r->resolved) return;
+  get_private(L, result_idx, "partial");
   if (!r->is_map) {
-    lua_pushinteger(L, n);
-    lua_setfield(L, values, "n");
+    lua_pushinteger(L, r->count);
+    lua_setfield(L, -2, "n");
   }
   set_private(L, result_idx, "value");
+  lua_pushnil(L);
+  set_private(L, result_idx, "partial");
   r->resolved = true;
   r->ok = true;
 }
@@ -392,7 +426,25 @@ bool wait_result(lua_State* L, const char* op, const core::Deadline& deadline) {
   ResultHandle& r = check_result(L);
   PoolHandle& h = push_owner_pool(L, 1, op);
   int pool_idx = lua_gettop(L);
-  bool done = wait_serving(L, pool_idx, h, op, [&] { return r.pool->wait_ready(*r.job, deadline); });
+  bool done = false;
+  if (!r.is_map) {
+    done = wait_serving(L, pool_idx, h, op, [&] { return r.pool->wait_ready(*r.job, deadline); });
+  } else {
+    // A map's chunks are decoded as they arrive, while the others still run.
+    for (;;) {
+      service(L, pool_idx, h);
+      advance(L, 1);
+      std::size_t seen = call_core(L, op, [&] { return r.pool->arrivals(*r.job); });
+      if (r.resolved || call_core(L, op, [&] { return r.pool->ready(*r.job); })) {
+        service(L, pool_idx, h);
+        done = true;
+        break;
+      }
+      if (call_core(L, op, [&] { return r.pool->has_outcome(*r.job, r.decoded); })) continue;
+      WorkerPool::Wake wake = call_core(L, op, [&] { return r.pool->wait_progress(*r.job, seen, deadline); });
+      if (wake == WorkerPool::Wake::timeout) break;
+    }
+  }
   lua_settop(L, pool_idx - 1);
   return done;
 }
@@ -488,30 +540,66 @@ int push_result(lua_State* L, int pool_idx, bool is_map, lua_Integer items = 0) 
   return lua_gettop(L);
 }
 
-// Submits the job, registers it for callbacks; the result userdata at result_idx gets it.
-void submit(lua_State* L, int pool_idx, PoolHandle& h, int result_idx, const char* op,
-            std::shared_ptr<const PoolFunction> fn, TaskMode mode, std::vector<std::string> payloads,
-            bool callbacks) {
-  auto* r = static_cast<ResultHandle*>(lua_touserdata(L, result_idx));
+// Runs a WorkerPool call that queues work, turning PoolNotRunning into ValueError.
+template <class Queue>
+auto queue_work(lua_State* L, const char* op, Queue queue) {
   bool not_running = false;
   auto job = call_core(L, op, [&] {
     try {
-      return h.pool->submit(std::move(fn), mode, std::move(payloads), callbacks);
+      return queue();
     } catch (const core::PoolNotRunning&) {
       not_running = true;
       return std::shared_ptr<PoolJob>();
     }
   });
   if (not_running) raise_error(L, kValueError, std::string(op) + ": Pool not running");
+  return job;
+}
+
+// Gives the job to the result userdata at result_idx and registers it for callbacks.
+void attach(lua_State* L, int pool_idx, PoolHandle& h, int result_idx, std::shared_ptr<PoolJob> job,
+            bool callbacks) {
+  auto* r = static_cast<ResultHandle*>(lua_touserdata(L, result_idx));
   r->pool = h.pool;
-  r->job = job;
+  r->job = std::move(job);
   if (callbacks) {
     get_private(L, pool_idx, "pending");
     lua_pushvalue(L, result_idx);
-    lua_rawsetp(L, -2, job.get());
+    lua_rawsetp(L, -2, r->job.get());
     lua_pop(L, 1);
   }
 }
+
+// Submits the job, registers it for callbacks; the result userdata at result_idx gets it.
+void submit(lua_State* L, int pool_idx, PoolHandle& h, int result_idx, const char* op,
+            std::shared_ptr<const PoolFunction> fn, TaskMode mode, std::vector<std::string> payloads,
+            bool callbacks) {
+  auto job = queue_work(L, op, [&] { return h.pool->submit(std::move(fn), mode, std::move(payloads), callbacks); });
+  attach(L, pool_idx, h, result_idx, std::move(job), callbacks);
+}
+
+// A streamed job still being fed: abandoned if a Lua error (a value that
+// cannot travel, an interrupt) ends the feeding before its last chunk.
+class JobFeed {
+ public:
+  JobFeed(std::shared_ptr<WorkerPool> pool, std::shared_ptr<PoolJob> job)
+      : pool_(std::move(pool)), job_(std::move(job)) {}
+  ~JobFeed() {
+    if (!complete_) pool_->abandon(job_);
+  }
+  JobFeed(const JobFeed&) = delete;
+  JobFeed& operator=(const JobFeed&) = delete;
+  void add(std::string payload) { pool_->add_chunk(job_, std::move(payload)); }
+  std::shared_ptr<PoolJob> complete() {
+    complete_ = true;
+    return job_;
+  }
+
+ private:
+  std::shared_ptr<WorkerPool> pool_;
+  std::shared_ptr<PoolJob> job_;
+  bool complete_ = false;
+};
 
 // The list at idx, checked: a table (or a value with __len and __index).
 lua_Integer check_list(lua_State* L, int idx) {
@@ -627,12 +715,26 @@ int do_map_async(lua_State* L, const char* op, TaskMode mode) {
   int result = push_result(L, 1, true, n);
   Callbacks cb = read_callbacks(L, 5, result);
   auto fn = pool_function(L, 1, h, 2);
-  std::vector<std::string> payloads;
-  for (lua_Integer first = 1; first <= n; first += size) {
-    lua_Integer last = first + size - 1 > n ? n : first + size - 1;
-    payloads.push_back(encode_items(L, 3, first, last, 2, fn->id == 0));
+  bool inline_fn = fn->id == 0;
+  auto chunk_end = [&](lua_Integer first) { return first + size - 1 > n ? n : first + size - 1; };
+  if (n <= size) {
+    std::vector<std::string> payloads;
+    if (n > 0) payloads.push_back(encode_items(L, 3, 1, n, 2, inline_fn));
+    submit(L, 1, h, result, op, std::move(fn), mode, std::move(payloads), cb.any);
+    return 1;
   }
-  submit(L, 1, h, result, op, std::move(fn), mode, std::move(payloads), cb.any);
+  // Workers start on the first chunk while the rest are encoded. It is encoded
+  // before anything is queued, so a value there that cannot travel starts nothing.
+  std::string head = encode_items(L, 3, 1, size, 2, inline_fn);
+  auto chunks = static_cast<std::size_t>(n / size + (n % size ? 1 : 0));
+  auto job = queue_work(L, op, [&] { return h.pool->open_job(std::move(fn), mode, chunks, cb.any); });
+  JobFeed feed(h.pool, job);
+  call_core(L, op, [&] { feed.add(std::move(head)); });
+  for (lua_Integer first = 1 + size; first <= n; first += size) {
+    std::string payload = encode_items(L, 3, first, chunk_end(first), 2, inline_fn);
+    call_core(L, op, [&] { feed.add(std::move(payload)); });
+  }
+  attach(L, 1, h, result, feed.complete(), cb.any);
   return 1;
 }
 
