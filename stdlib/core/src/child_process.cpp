@@ -76,6 +76,11 @@ std::shared_ptr<ChildProcess> ChildProcess::adopt(pid_t pid) {
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "pidfd_open");
   std::shared_ptr<ChildProcess> child(new ChildProcess(pid, fd));
   std::lock_guard lock(r.mu);
+  // Children their holders already reaped leave here, so a process that starts
+  // children all its life (a pool replacing workers) keeps a bounded list.
+  std::erase_if(r.children, [](const std::shared_ptr<ChildProcess>& c) {
+    return c->ended_.load(std::memory_order_acquire);
+  });
   r.children.push_back(child);
   return child;
 }
@@ -167,6 +172,12 @@ void reap_orphans() {
     // Ended children leave the list; unheld running ones stay to be reaped later.
     return c->poll().has_value();
   });
+}
+
+std::size_t tracked_children() {
+  ChildRegistry& r = ChildRegistry::get();
+  std::lock_guard lock(r.mu);
+  return r.children.size();
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,10 @@ std::vector<std::shared_ptr<ChildProcess>> active_children();
 
 // Reaps ended children that nobody holds a handle to any more.
 void reap_orphans();
+
+// How many children the registry lists: running ones, and ended ones not yet
+// dropped (a reaped child leaves at the next adoption). For tests.
+std::size_t tracked_children();
 
 // Functions a fork child runs right before it leaves with _exit (after its
 // target): how objects it inherited give back what they hold in shared
