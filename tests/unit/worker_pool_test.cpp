@@ -181,6 +181,19 @@ TEST_P(WorkerPoolKinds, AStreamedJobRunsEachChunkAsItIsAdded) {
   EXPECT_EQ(pool.take_callback_jobs().size(), 1u);
 }
 
+// Chunk by chunk, a job wakes the manager thousands of times while it also
+// reads results: no wake-up may be lost (one once was, and the pool hung
+// with chunks queued and every worker idle).
+TEST_P(WorkerPoolKinds, NoWakeUpIsLostWhenChunksComeOneByOne) {
+  WorkerPool pool(options(GetParam(), 2), {""}, true);
+  for (int round = 0; round < 5; ++round) {
+    auto job = pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 20000, false);
+    for (int i = 0; i < 20000; ++i) pool.add_chunk(job, "x");
+    ASSERT_EQ(pool.wait_ready(*job, Deadline::after(60)), WorkerPool::Wake::done) << "round " << round;
+    EXPECT_FALSE(pool.failure(*job));
+  }
+}
+
 TEST_P(WorkerPoolKinds, AnAbandonedJobEndsWithoutItsMissingChunksOrCallbacks) {
   WorkerPool pool(options(GetParam(), 1), {""}, true);
   auto job = pool.open_job(std::make_shared<PoolFunction>(), TaskMode::map, 4, true);

@@ -444,9 +444,12 @@ void WorkerPool::manager_loop(std::unique_lock<std::mutex>& lock) {
       if (!fds[i].revents) continue;
       Worker* w = owners[i];
       if (w == nullptr) {
+        // Drained before the flag is cleared: the other order lets a wake()
+        // in between be read here and leave the flag set with nothing to
+        // read, and every later wake() would then be skipped.
         std::uint64_t count;
-        wake_pending_.store(false, std::memory_order_release);
         [[maybe_unused]] ssize_t r = ::read(wake_fd_.get(), &count, sizeof count);
+        wake_pending_.store(false, std::memory_order_release);
         continue;
       }
       if (w->gone) continue;
