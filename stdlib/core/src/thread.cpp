@@ -43,6 +43,7 @@ struct ThreadInternals {
     std::shared_ptr<Thread> thread;  // the next body's Thread, guarded by Pool::mu
     Thread::Body body;               // guarded by Pool::mu
     std::atomic<bool> handed{false}; // a body is waiting: polled without the lock
+    AdaptiveSpin park_spin;          // used by the worker's own OS thread only
     std::uint64_t ident = 0;
     std::int64_t tid = 0;
   };
@@ -135,7 +136,7 @@ void ThreadInternals::worker_loop(Worker* w) {
   for (;;) {
     // A loop of short threads starts the next one right after joining this
     // one: found while still awake, it skips waking a halted CPU.
-    spin_until([&] { return w->handed.load(std::memory_order_acquire); }, kParkedSpin);
+    w->park_spin.until([&] { return w->handed.load(std::memory_order_acquire); }, kParkedSpin);
     std::unique_lock lock(p.mu);
     // Wait for a body (handed over by start) or give up after the keep-alive.
     bool got = w->cv.wait_for(lock, kIdleKeepAlive, [&] { return w->thread != nullptr; });
@@ -257,7 +258,8 @@ bool Thread::join(const Deadline& deadline) {
   if (tl_current.get() == this || (main_ && on_main_os_thread()) || tl_dummy.thread.get() == this)
     throw std::logic_error("cannot join current thread");
   // A short body is often done within the spin; blocking would let this CPU halt.
-  if (!deadline.expired() && spin_until([&] { return finished(); }, kJoinSpin)) return true;
+  thread_local AdaptiveSpin join_spin;
+  if (!deadline.expired() && join_spin.until([&] { return finished(); }, kJoinSpin)) return true;
   std::unique_lock lock(mu_);
   return wait_until(finished_cv_, lock, deadline, [&] { return finished(); });
 }

@@ -6,8 +6,6 @@
 // Thread-safety: spin_until only runs the caller's predicate.
 #pragma once
 
-#include <sched.h>
-
 #include <chrono>
 #include <thread>
 
@@ -21,10 +19,10 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Polls `ready` for up to `budget`, true as soon as it holds. The CPU is
-// yielded between rounds, so under load the thread being waited for can run
-// here; with a single CPU there is nothing to wait for by spinning, and
-// `ready` is checked once.
+// Polls `ready` for up to `budget`, true as soon as it holds. It never
+// yields the CPU: under load a sched_yield() hands it to a busy process for a
+// whole time slice (milliseconds), far longer than the wait. With a single
+// CPU there is nothing to wait for by spinning, and `ready` is checked once.
 template <class Ready>
 bool spin_until(Ready ready, std::chrono::nanoseconds budget) {
   if (ready()) return true;
@@ -36,9 +34,36 @@ bool spin_until(Ready ready, std::chrono::nanoseconds budget) {
       if (ready()) return true;
       cpu_relax();
     }
-    sched_yield();
   } while (std::chrono::steady_clock::now() < end);
   return ready();
 }
+
+// spin_until with a memory of how it went, for one waiting site: a spin that
+// comes up empty (the awaited thread was busy elsewhere, or the CPUs are
+// contended and spinning only takes time from the thread being waited for)
+// makes the next 1, 3, 7, ... up to 63 waits at that site block at once; one
+// that succeeds restores spinning.
+// Thread-safety: one object per waiting thread (or guarded by the caller).
+class AdaptiveSpin {
+ public:
+  template <class Ready>
+  bool until(Ready ready, std::chrono::nanoseconds budget) {
+    if (skip_ > 0) {
+      --skip_;
+      return ready();
+    }
+    if (spin_until(ready, budget)) {
+      backoff_ = 0;
+      return true;
+    }
+    backoff_ = backoff_ >= 63 ? 63 : backoff_ * 2 + 1;
+    skip_ = backoff_;
+    return false;
+  }
+
+ private:
+  unsigned skip_ = 0;
+  unsigned backoff_ = 0;
+};
 
 }  // namespace plua::core
