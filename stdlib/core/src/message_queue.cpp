@@ -8,6 +8,8 @@
 #include <bit>
 #include <cstring>
 
+#include "plua/core/spin_wait.hpp"
+
 namespace plua::core {
 namespace {
 
@@ -17,14 +19,6 @@ constexpr int kSpins = 2000;
 constexpr int kYieldEvery = 100;
 
 std::uint64_t round8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 // Spins briefly while `ready` is false: a partner thread or process usually
 // answers within microseconds, much cheaper than a futex sleep and wake.
