@@ -206,6 +206,7 @@ void Thread::start(Body body) {
   auto* w = new ThreadInternals::Worker;
   w->thread = std::move(self);
   w->body = std::move(body);
+  w->handed.store(true, std::memory_order_relaxed);  // its first body is this one
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
