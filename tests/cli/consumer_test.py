@@ -5,23 +5,12 @@ and check that README.md shows that very program.
 
     consumer_test.py SOURCE_DIR BUILD_DIR
 """
-import os
 import pathlib
 import re
-import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 600
-
-
-def run(*command, **kwargs):
-    print("+", " ".join(map(str, command)), flush=True)
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                            timeout=TIMEOUT, **kwargs)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+from installed_project import build_against_install, run
 
 
 def main():
@@ -36,14 +25,7 @@ def main():
         sys.exit("README.md's Embedding section does not show tests/consumer/main.cpp as it is")
 
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = pathlib.Path(tmp) / "prefix"
-        run("cmake", "--install", build, "--prefix", prefix)
-        cache = (build / "CMakeCache.txt").read_text()
-        compiler = re.search(r"^CMAKE_CXX_COMPILER:\w+=(.*)$", cache, re.M).group(1)
-        app_build = pathlib.Path(tmp) / "build"
-        run("cmake", "-S", consumer, "-B", app_build, f"-DCMAKE_PREFIX_PATH={prefix}",
-            f"-DCMAKE_CXX_COMPILER={compiler}")
-        run("cmake", "--build", app_build)
+        app_build = build_against_install(build, consumer, tmp)
         script = pathlib.Path(tmp) / "script.lua"
         script.write_text("answer = answer + 1\n")
         out = run(app_build / "app", script).stdout

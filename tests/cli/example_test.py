@@ -7,21 +7,13 @@ then configure, build and run examples/queue_workers against it
 """
 import pathlib
 import re
-import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 600
+from installed_project import build_against_install, run
+
 MARKER = "<!-- excerpt of examples/queue_workers/main.cpp -->"
 
-
-def run(*command, **kwargs):
-    print("+", " ".join(map(str, command)), flush=True)
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True,
-                            timeout=TIMEOUT, **kwargs)
-    if result.returncode != 0:
-        sys.exit(f"failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def check_readme(source, example):
@@ -41,14 +33,7 @@ def main():
     example = source / "examples" / "queue_workers"
     check_readme(source, example / "main.cpp")
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = pathlib.Path(tmp) / "prefix"
-        run("cmake", "--install", build, "--prefix", prefix)
-        cache = (build / "CMakeCache.txt").read_text()
-        compiler = re.search(r"^CMAKE_CXX_COMPILER:\w+=(.*)$", cache, re.M).group(1)
-        app_build = pathlib.Path(tmp) / "build"
-        run("cmake", "-S", example, "-B", app_build, f"-DCMAKE_PREFIX_PATH={prefix}",
-            f"-DCMAKE_CXX_COMPILER={compiler}")
-        run("cmake", "--build", app_build)
+        app_build = build_against_install(build, example, tmp)
         out = run(app_build / "queue_workers", example / "worker.lua", 2000, 4).stdout
         expected = "jobs: 2000, results: 2000, wrong: 0, missing: 0, done by workers: 2000\n"
         if out != expected:
