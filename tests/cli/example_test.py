@@ -15,7 +15,6 @@ from installed_project import build_against_install, run
 MARKER = "<!-- excerpt of examples/queue_workers/main.cpp -->"
 
 
-
 def check_readme(source, example):
     # Every line README.md shows from the example is in the example.
     readme = (source / "README.md").read_text()
