@@ -74,6 +74,9 @@ function T.run()
   local filter = os.getenv("PLUA_TEST_FILTER")
   for _, case in ipairs(cases) do
     if not filter or case.name:find(filter, 1, true) then
+      -- Named before it runs, so a test that hangs is named in the timeout's output.
+      io.stdout:write("- ", case.name, "\n")
+      io.stdout:flush()
       local ok, err = xpcall(case.fn, debug.traceback)
       if ok then
         passed = passed + 1
