@@ -181,7 +181,7 @@ std::shared_ptr<Thread> Thread::create(Options options) {
 void Thread::start(Body body) {
   State expected = State::created;
   if (!state_.compare_exchange_strong(expected, State::running, std::memory_order_acq_rel))
-    throw std::logic_error("threads can only be started once");
+    throw ThreadStateError("threads can only be started once");
   auto self = shared_from_this();
   {
     auto& reg = ThreadInternals::registry();
@@ -255,9 +255,9 @@ void Thread::mark_finished() noexcept {
 }
 
 bool Thread::join(const Deadline& deadline) {
-  if (!started()) throw std::logic_error("cannot join thread before it is started");
+  if (!started()) throw ThreadStateError("cannot join thread before it is started");
   if (tl_current.get() == this || (main_ && on_main_os_thread()) || tl_dummy.thread.get() == this)
-    throw std::logic_error("cannot join current thread");
+    throw ThreadStateError("cannot join current thread");
   // A short body is often done within the spin; blocking would let this CPU halt.
   thread_local AdaptiveSpin join_spin;
   if (!deadline.expired() && join_spin.until([&] { return finished(); }, kJoinSpin)) return true;

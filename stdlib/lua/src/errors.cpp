@@ -2,6 +2,15 @@
 
 #include <cmath>
 
+#include "plua/core/barrier.hpp"
+#include "plua/core/connection.hpp"
+#include "plua/core/lock.hpp"
+#include "plua/core/manager_client.hpp"
+#include "plua/core/message_queue.hpp"
+#include "plua/core/semaphore.hpp"
+#include "plua/core/thread.hpp"
+#include "plua/core/wire_auth.hpp"
+#include "plua/core/worker_pool.hpp"
 #include "plua/lua/interrupt.hpp"
 
 namespace plua::lua {
@@ -51,6 +60,53 @@ bool is_error_kind(lua_State* L, int idx, std::string_view kind) {
   bool same = s && std::string_view(s, len) == kind;
   lua_pop(L, 1);
   return same;
+}
+
+CoreFailure describe_core_exception(const std::exception& e) {
+  CoreFailure f;
+  f.failed = true;
+  f.message = e.what();
+  if (dynamic_cast<const core::Interrupted*>(&e)) {
+    f.interrupted = true;
+  } else if (auto* remote = dynamic_cast<const core::RemoteError*>(&e)) {
+    f.kind = remote->kind();
+    f.message = remote->message();
+    f.traceback = remote->traceback();
+    f.from_peer = true;
+    // Python's Empty() and Full() carry no text; say what the queue module says.
+    if (f.message.empty() && f.kind == "Empty") f.message = "queue is empty";
+    if (f.message.empty() && f.kind == "Full") f.message = "queue is full";
+  } else if (dynamic_cast<const core::LockError*>(&e) || dynamic_cast<const core::ThreadStateError*>(&e)) {
+    f.kind = "RuntimeError";
+  } else if (dynamic_cast<const core::SemaphoreError*>(&e) || dynamic_cast<const core::QueueClosed*>(&e) ||
+             dynamic_cast<const core::TooManyTaskDone*>(&e) || dynamic_cast<const core::PoolNotRunning*>(&e)) {
+    f.kind = "ValueError";
+  } else if (dynamic_cast<const core::BrokenBarrier*>(&e)) {
+    f.kind = "BrokenBarrierError";
+  } else if (dynamic_cast<const core::BrokenPipe*>(&e)) {
+    f.kind = "BrokenPipeError";
+  } else if (dynamic_cast<const core::ConnectionError*>(&e)) {
+    f.kind = "OSError";
+  } else if (dynamic_cast<const core::AuthenticationError*>(&e)) {
+    f.kind = "AuthenticationError";
+  }
+  return f;
+}
+
+void raise_core_failure(lua_State* L, const char* op, const CoreFailure& f) {
+  if (f.interrupted) raise_interrupted(L);
+  if (f.kind.empty()) luaL_error(L, "%s: %s", op, f.message.c_str());
+  if (f.from_peer) {
+    push_error_object(L, f.kind, f.message);
+  } else {
+    push_error_object(L, f.kind, std::string(op) + ": " + f.message);
+  }
+  if (!f.traceback.empty()) {
+    lua_pushlstring(L, f.traceback.data(), f.traceback.size());
+    lua_setfield(L, -2, "traceback");
+  }
+  lua_error(L);
+  throw;  // unreachable: lua_error does not return
 }
 
 void raise_interrupted(lua_State* L) {

@@ -72,34 +72,6 @@ int gc_box(lua_State* L) {
   return 0;
 }
 
-// Runs a core call, turning the core's Python-kind exceptions into error
-// objects (RuntimeError, ValueError, BrokenBarrierError) and the rest as call_core does.
-template <class Body>
-auto call_lock(lua_State* L, const char* op, Body&& body) -> decltype(body()) {
-  const char* kind = nullptr;
-  std::string message;
-  bool interrupted = false;
-  try {
-    return std::forward<Body>(body)();
-  } catch (const core::Interrupted&) {
-    interrupted = true;
-  } catch (const core::LockError& e) {
-    kind = "RuntimeError";
-    message = e.what();
-  } catch (const core::SemaphoreError& e) {
-    kind = "ValueError";
-    message = e.what();
-  } catch (const core::BrokenBarrier& e) {
-    kind = "BrokenBarrierError";
-    message = e.what();
-  } catch (const std::exception& e) {
-    message = e.what();
-  }
-  if (interrupted) plua::lua::raise_interrupted(L);
-  if (!kind) luaL_error(L, "%s: %s", op, message.c_str());
-  plua::lua::raise_error(L, kind, std::string(op) + ": " + message);
-}
-
 // Reads acquire's (blocking, timeout) at idx, idx+1, as Python.
 core::Deadline check_acquire_args(lua_State* L, int idx, bool* blocking) {
   *blocking = plua::lua::opt_boolean(L, idx, true);
@@ -148,7 +120,7 @@ int guard_close(lua_State* L) {
   auto* g = static_cast<GuardBox*>(luaL_checkudata(L, 1, kGuard));
   Guarded held = g->take().held;
   if (!std::holds_alternative<std::monostate>(held))
-    call_lock(L, "guard:close", [&] { release_guarded(held); return 0; });
+    call_core(L, "guard:close", [&] { release_guarded(held); return 0; });
   return 0;
 }
 
@@ -169,7 +141,7 @@ template <class T>
 int make_guard(lua_State* L, const char* tname, const char* op) {
   T& obj = check<T>(L, 1, tname, op);
   core::Deadline deadline = plua::lua::check_deadline(L, 2);
-  core::Acquire a = call_lock(L, op, [&] { return obj.acquire(true, deadline); });
+  core::Acquire a = call_core(L, op, [&] { return obj.acquire(true, deadline); });
   if (a == core::Acquire::failed) plua::lua::raise_error(L, "TimeoutError", std::string(op) + ": timed out");
   auto* g = static_cast<GuardBox*>(lua_newuserdatauv(L, sizeof(GuardBox), 0));
   new (g) GuardBox(GuardRefs{Guarded{obj}, core::current_pid()});
@@ -223,12 +195,12 @@ int lock_acquire(lua_State* L) {
   core::Lock& l = check<core::Lock>(L, 1, kLock, "Lock:acquire");
   bool blocking;
   core::Deadline d = check_acquire_args(L, 2, &blocking);
-  return push_acquired(L, call_lock(L, "Lock:acquire", [&] { return l.acquire(blocking, d); }), "Lock");
+  return push_acquired(L, call_core(L, "Lock:acquire", [&] { return l.acquire(blocking, d); }), "Lock");
 }
 
 int lock_release(lua_State* L) {
   core::Lock& l = check<core::Lock>(L, 1, kLock, "Lock:release");
-  call_lock(L, "Lock:release", [&] { l.release(); return 0; });
+  call_core(L, "Lock:release", [&] { l.release(); return 0; });
   return 0;
 }
 
@@ -250,12 +222,12 @@ int rlock_acquire(lua_State* L) {
   core::RLock& l = check<core::RLock>(L, 1, kRLock, "RLock:acquire");
   bool blocking;
   core::Deadline d = check_acquire_args(L, 2, &blocking);
-  return push_acquired(L, call_lock(L, "RLock:acquire", [&] { return l.acquire(blocking, d); }), "RLock");
+  return push_acquired(L, call_core(L, "RLock:acquire", [&] { return l.acquire(blocking, d); }), "RLock");
 }
 
 int rlock_release(lua_State* L) {
   core::RLock& l = check<core::RLock>(L, 1, kRLock, "RLock:release");
-  call_lock(L, "RLock:release", [&] { l.release(); return 0; });
+  call_core(L, "RLock:release", [&] { l.release(); return 0; });
   return 0;
 }
 
@@ -287,12 +259,12 @@ int condition_acquire(lua_State* L) {
   core::Condition& c = check<core::Condition>(L, 1, kCondition, "Condition:acquire");
   bool blocking;
   core::Deadline d = check_acquire_args(L, 2, &blocking);
-  return push_acquired(L, call_lock(L, "Condition:acquire", [&] { return c.acquire(blocking, d); }), "Condition");
+  return push_acquired(L, call_core(L, "Condition:acquire", [&] { return c.acquire(blocking, d); }), "Condition");
 }
 
 int condition_release(lua_State* L) {
   core::Condition& c = check<core::Condition>(L, 1, kCondition, "Condition:release");
-  call_lock(L, "Condition:release", [&] { c.release(); return 0; });
+  call_core(L, "Condition:release", [&] { c.release(); return 0; });
   return 0;
 }
 
@@ -301,7 +273,7 @@ int condition_guard(lua_State* L) { return make_guard<core::Condition>(L, kCondi
 int condition_wait(lua_State* L) {
   core::Condition& c = check<core::Condition>(L, 1, kCondition, "Condition:wait");
   core::Deadline d = plua::lua::check_deadline(L, 2);
-  lua_pushboolean(L, call_lock(L, "Condition:wait", [&] { return c.wait(d); }));
+  lua_pushboolean(L, call_core(L, "Condition:wait", [&] { return c.wait(d); }));
   return 1;
 }
 
@@ -315,7 +287,7 @@ int condition_wait_for(lua_State* L) {
     lua_call(L, 0, 1);
     if (lua_toboolean(L, -1) || d.expired()) return 1;
     lua_pop(L, 1);
-    call_lock(L, "Condition:wait_for", [&] { return c.wait(d); });
+    call_core(L, "Condition:wait_for", [&] { return c.wait(d); });
   }
 }
 
@@ -323,13 +295,13 @@ int condition_notify(lua_State* L) {
   core::Condition& c = check<core::Condition>(L, 1, kCondition, "Condition:notify");
   lua_Integer n = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, n >= 0, 2, "count must be non-negative");
-  call_lock(L, "Condition:notify", [&] { c.notify(n); return 0; });
+  call_core(L, "Condition:notify", [&] { c.notify(n); return 0; });
   return 0;
 }
 
 int condition_notify_all(lua_State* L) {
   core::Condition& c = check<core::Condition>(L, 1, kCondition, "Condition:notify_all");
-  call_lock(L, "Condition:notify_all", [&] { c.notify_all(); return 0; });
+  call_core(L, "Condition:notify_all", [&] { c.notify_all(); return 0; });
   return 0;
 }
 
@@ -348,14 +320,14 @@ int semaphore_acquire(lua_State* L) {
   core::Semaphore& s = check<core::Semaphore>(L, 1, kSemaphore, "Semaphore:acquire");
   bool blocking;
   core::Deadline d = check_acquire_args(L, 2, &blocking);
-  return push_acquired(L, call_lock(L, "Semaphore:acquire", [&] { return s.acquire(blocking, d); }), "Semaphore");
+  return push_acquired(L, call_core(L, "Semaphore:acquire", [&] { return s.acquire(blocking, d); }), "Semaphore");
 }
 
 int semaphore_release(lua_State* L) {
   core::Semaphore& s = check<core::Semaphore>(L, 1, kSemaphore, "Semaphore:release");
   lua_Integer n = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, n >= 1, 2, "n must be one or more");
-  call_lock(L, "Semaphore:release", [&] { s.release(n); return 0; });
+  call_core(L, "Semaphore:release", [&] { s.release(n); return 0; });
   return 0;
 }
 

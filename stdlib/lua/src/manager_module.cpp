@@ -31,59 +31,6 @@ constexpr const char* kRemoteError = "RemoteError";
 // Connecting and authenticating never wait longer than this.
 constexpr double kConnectTimeout = 20.0;
 
-// ---------------------------------------------------------------- failures
-
-// A core failure caught at the boundary and raised as a Lua error after the
-// catch block, so no Lua error is ever thrown through a catch.
-struct Failure {
-  std::string kind;  // error object kind, or empty for a plain "op: message" error
-  std::string message;
-  std::string traceback;
-  bool interrupted = false;
-  bool failed = false;
-};
-
-template <class Body>
-Failure attempt(Body&& body) {
-  Failure f;
-  try {
-    body();
-    return f;
-  } catch (const core::Interrupted&) {
-    f.interrupted = true;
-  } catch (const core::RemoteError& e) {
-    f.kind = e.kind();
-    f.message = e.message();
-    f.traceback = e.traceback();
-  } catch (const core::AuthenticationError& e) {
-    f.kind = kAuthenticationError;
-    f.message = e.what();
-  } catch (const std::exception& e) {
-    f.message = e.what();
-  }
-  f.failed = true;
-  return f;
-}
-
-void raise_failure(lua_State* L, const char* op, const Failure& f) {
-  if (!f.failed) return;
-  if (f.interrupted) raise_interrupted(L);
-  if (f.kind.empty()) {
-    luaL_error(L, "%s: %s", op, f.message.c_str());
-    return;
-  }
-  // Python's Empty() and Full() carry no text; say what the queue module says.
-  std::string message = f.message;
-  if (message.empty() && f.kind == "Empty") message = "queue is empty";
-  if (message.empty() && f.kind == "Full") message = "queue is full";
-  push_error_object(L, f.kind, message);
-  if (!f.traceback.empty()) {
-    lua_pushlstring(L, f.traceback.data(), f.traceback.size());
-    lua_setfield(L, -2, "traceback");
-  }
-  lua_error(L);
-}
-
 // ---------------------------------------------------------------- values
 
 // A Lua value as a Python one, through the codec's plain-data bridge; `op`
@@ -102,8 +49,8 @@ pk::Object to_python(lua_State* L, int idx, const char* op) {
       size_t len = 0;
       const char* s = lua_tolstring(L, idx, &len);
       pk::Object out;
-      Failure f = attempt([&] { out = pk::from_value(core::Value(std::string(s, len))); });
-      raise_failure(L, op, f);
+      CoreFailure f = attempt_core([&] { out = pk::from_value(core::Value(std::string(s, len))); });
+      if (f) raise_core_failure(L, op, f);
       return out;
     }
     default:
@@ -120,8 +67,8 @@ pk::Object to_python(lua_State* L, int idx, const char* op) {
   discard(message);
   if (!error.empty()) luaL_error(L, "%s: cannot send this value to a manager: %s", op, error.c_str());
   pk::Object out;
-  Failure f = attempt([&] { out = pk::from_value(values.at(0)); });
-  raise_failure(L, op, f);
+  CoreFailure f = attempt_core([&] { out = pk::from_value(values.at(0)); });
+  if (f) raise_core_failure(L, op, f);
   return out;
 }
 
@@ -153,8 +100,8 @@ void push_python(lua_State* L, const pk::Object& obj) {
     return;
   }
   std::string message;
-  Failure f = attempt([&] { message = core::codec::encode_values({pk::to_value(obj)}); });
-  raise_failure(L, "manager", f);
+  CoreFailure f = attempt_core([&] { message = core::codec::encode_values({pk::to_value(obj)}); });
+  if (f) raise_core_failure(L, "manager", f);
   decode(L, message);
 }
 
@@ -178,8 +125,8 @@ int proxy_call(lua_State* L, ProxyHandle* h, const char* op, const std::string& 
   if (!h->proxy) luaL_argerror(L, 1, "proxy was closed");
   core::ManagerProxy& p = *h->proxy;
   pk::Object result;
-  Failure f = attempt([&] { result = p.call(method, std::move(args)); });
-  raise_failure(L, op, f);
+  CoreFailure f = attempt_core([&] { result = p.call(method, std::move(args)); });
+  if (f) raise_core_failure(L, op, f);
   push_python(L, result);
   return 1;
 }
@@ -402,14 +349,14 @@ void start_server(lua_State* L, ManagerHandle& m, const char* op) {
       if (ref.size() != sizeof d) luaL_error(L, "%s: unexpected queue reference", op);
       std::memcpy(&d, ref.data(), sizeof d);
       core::SharedRef<core::MessageQueue> q;
-      Failure f = attempt([&] { q = core::SharedRef<core::MessageQueue>::adopt_ref(d); });
-      raise_failure(L, op, f);
+      CoreFailure f = attempt_core([&] { q = core::SharedRef<core::MessageQueue>::adopt_ref(d); });
+      if (f) raise_core_failure(L, op, f);
       served.emplace_back(name, std::move(q));
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  Failure f = attempt([&] {
+  CoreFailure f = attempt_core([&] {
     core::ManagerServer::Options o;
     // Python's ('', port) is every interface; no address at all is loopback.
     o.host = m.host_given ? m.host : "127.0.0.1";
@@ -422,7 +369,7 @@ void start_server(lua_State* L, ManagerHandle& m, const char* op) {
     server->start();
     m.server = std::move(server);
   });
-  raise_failure(L, op, f);
+  if (f) raise_core_failure(L, op, f);
 }
 
 int manager_start(lua_State* L) {
@@ -434,7 +381,7 @@ int manager_start(lua_State* L) {
 int manager_serve_forever(lua_State* L) {
   ManagerHandle& m = check_manager(L);
   start_server(L, m, "manager:serve_forever");
-  Failure f = attempt([&] {
+  CoreFailure f = attempt_core([&] {
     try {
       m.server->wait_until_stopped(core::Deadline::never());
     } catch (const core::Interrupted&) {
@@ -444,7 +391,7 @@ int manager_serve_forever(lua_State* L) {
     m.server->shutdown();
   });
   m.server.reset();
-  raise_failure(L, "manager:serve_forever", f);
+  if (f) raise_core_failure(L, "manager:serve_forever", f);
   return 0;
 }
 
@@ -452,8 +399,8 @@ int manager_serve_forever(lua_State* L) {
 int manager_connect(lua_State* L) {
   ManagerHandle& m = check_manager(L);
   core::ManagerAddress a = client_address(m);
-  Failure f = attempt([&] { core::dispatch(a, m.authkey, "dummy", {}, core::Deadline::after(kConnectTimeout)); });
-  raise_failure(L, "manager:connect", f);
+  CoreFailure f = attempt_core([&] { core::dispatch(a, m.authkey, "dummy", {}, core::Deadline::after(kConnectTimeout)); });
+  if (f) raise_core_failure(L, "manager:connect", f);
   return 0;
 }
 
@@ -478,11 +425,11 @@ int manager_create(lua_State* L) {
   const char* name = lua_tostring(L, lua_upvalueindex(1));
   core::ManagerAddress a = client_address(m);
   std::unique_ptr<core::ManagerProxy> proxy;
-  Failure f = attempt([&] {
+  CoreFailure f = attempt_core([&] {
     proxy = std::make_unique<core::ManagerProxy>(a, m.authkey, name, core::Deadline::after(kConnectTimeout));
   });
   std::string op = std::string("manager:") + name;
-  raise_failure(L, op.c_str(), f);
+  if (f) raise_core_failure(L, op.c_str(), f);
   auto* h = static_cast<ProxyHandle*>(lua_newuserdatauv(L, sizeof(ProxyHandle), 0));
   new (h) ProxyHandle{std::move(proxy)};
   luaL_setmetatable(L, kProxyType);
@@ -568,7 +515,7 @@ int luaopen_plua_manager(lua_State* L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, kFunctions);
-  const char* kinds[] = {"AuthenticationError", "RemoteError", "Empty", "Full"};
+  const char* kinds[] = {kAuthenticationError, kRemoteError, "Empty", "Full"};
   for (const char* k : kinds) {
     lua_pushstring(L, k);
     lua_setfield(L, -2, k);

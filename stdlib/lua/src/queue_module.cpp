@@ -38,45 +38,6 @@ constexpr const char* kBrokenPipeError = "BrokenPipeError";
 constexpr const char* kValueError = "ValueError";
 constexpr const char* kOSError = "OSError";
 
-// ---------------------------------------------------------------- failures
-
-// A core failure caught at the boundary, raised as a Lua error after the
-// catch block (a Lua error must never be thrown through a catch).
-struct Failure {
-  const char* kind = nullptr;  // error object kind, or nullptr for a plain error
-  std::string message;
-  bool interrupted = false;
-  explicit operator bool() const { return interrupted || !message.empty(); }
-};
-
-template <class Body>
-Failure attempt(Body&& body) {
-  Failure f;
-  try {
-    body();
-  } catch (const core::Interrupted&) {
-    f.interrupted = true;
-  } catch (const core::QueueClosed& e) {
-    f = {kValueError, e.what()};
-  } catch (const core::TooManyTaskDone& e) {
-    f = {kValueError, e.what()};
-  } catch (const core::BrokenPipe& e) {
-    f = {kBrokenPipeError, e.what()};
-  } catch (const core::ConnectionError& e) {
-    f = {kOSError, e.what()};
-  } catch (const std::exception& e) {
-    f = {nullptr, e.what()};
-  }
-  return f;
-}
-
-[[noreturn]] void raise_failure(lua_State* L, const char* op, const Failure& f) {
-  if (f.interrupted) raise_interrupted(L);
-  if (f.kind) raise_error(L, f.kind, f.message);
-  luaL_error(L, "%s: %s", op, f.message.c_str());
-  throw;  // unreachable
-}
-
 // ---------------------------------------------------------------- queues
 
 // A Lua handle holds one counted reference to the shared queue, tracked so
@@ -97,8 +58,8 @@ void push_queue(lua_State* L, core::SharedRef<MessageQueue> q) {
 
 int new_queue(lua_State* L, MessageQueue::Kind kind, std::uint64_t maxsize) {
   core::SharedRef<MessageQueue> q;
-  Failure f = attempt([&] { q = MessageQueue::create(kind, maxsize); });
-  if (f) raise_failure(L, "queue.Queue", f);
+  CoreFailure f = attempt_core([&] { q = MessageQueue::create(kind, maxsize); });
+  if (f) raise_core_failure(L, "queue.Queue", f);
   push_queue(L, std::move(q));
   return 1;
 }
@@ -138,10 +99,10 @@ int do_put(lua_State* L, const char* op, bool block, const core::Deadline& deadl
   if (scalar_len == 0) encoded = encode(L, 2, 1, "item");
   std::string_view message = scalar_len ? std::string_view(scalar, scalar_len) : std::string_view(encoded);
   MessageQueue::PutStatus status = MessageQueue::PutStatus::full;
-  Failure f = attempt([&] { status = q.put(message, block, deadline); });
+  CoreFailure f = attempt_core([&] { status = q.put(message, block, deadline); });
   if (f || status != MessageQueue::PutStatus::ok) {
     discard(message);  // its by-reference objects go nowhere
-    if (f) raise_failure(L, op, f);
+    if (f) raise_core_failure(L, op, f);
     raise_error(L, kFull, "queue is full");
   }
   return 0;
@@ -169,8 +130,8 @@ int do_get(lua_State* L, const char* op, bool block, const core::Deadline& deadl
   bool borrow = !reused_busy;
   std::string& message = borrow ? reused : own;
   MessageQueue::GetStatus status = MessageQueue::GetStatus::empty;
-  Failure f = attempt([&] { status = q.get(message, block, deadline); });
-  if (f) raise_failure(L, op, f);
+  CoreFailure f = attempt_core([&] { status = q.get(message, block, deadline); });
+  if (f) raise_core_failure(L, op, f);
   if (status == MessageQueue::GetStatus::empty) raise_error(L, kEmpty, "queue is empty");
   if (status == MessageQueue::GetStatus::closed) raise_error(L, kEmpty, "queue is closed and empty");
   if (decode_scalar(L, message)) return 1;  // the top value is the result: no need to clear the stack
@@ -227,8 +188,8 @@ MessageQueue& check_joinable(lua_State* L, const char* op) {
 
 int queue_task_done(lua_State* L) {
   MessageQueue& q = check_joinable(L, "task_done");
-  Failure f = attempt([&] { q.task_done(); });
-  if (f) raise_failure(L, "queue:task_done", f);
+  CoreFailure f = attempt_core([&] { q.task_done(); });
+  if (f) raise_core_failure(L, "queue:task_done", f);
   return 0;
 }
 
@@ -237,8 +198,8 @@ int queue_join(lua_State* L) {
   MessageQueue& q = check_joinable(L, "join");
   core::Deadline deadline = check_deadline(L, 2);
   bool done = false;
-  Failure f = attempt([&] { done = q.join(deadline); });
-  if (f) raise_failure(L, "queue:join", f);
+  CoreFailure f = attempt_core([&] { done = q.join(deadline); });
+  if (f) raise_core_failure(L, "queue:join", f);
   lua_pushboolean(L, done);
   return 1;
 }
@@ -287,8 +248,8 @@ void queue_push_ref(lua_State* L, std::string_view ref) {
   core::SharedRefData d;
   if (!read_queue_ref(ref, d)) luaL_error(L, "codec: malformed queue reference");
   core::SharedRef<MessageQueue> q;
-  Failure f = attempt([&] { q = core::SharedRef<MessageQueue>::adopt_ref(d); });
-  if (f) raise_failure(L, "queue (received)", f);
+  CoreFailure f = attempt_core([&] { q = core::SharedRef<MessageQueue>::adopt_ref(d); });
+  if (f) raise_core_failure(L, "queue (received)", f);
   push_queue(L, std::move(q));
 }
 
@@ -322,8 +283,8 @@ void push_conn(lua_State* L, std::shared_ptr<Connection> c) {
 int queue_Pipe(lua_State* L) {
   bool duplex = opt_boolean(L, 1, true);
   std::pair<std::shared_ptr<Connection>, std::shared_ptr<Connection>> ends;
-  Failure f = attempt([&] { ends = Connection::pipe(duplex); });
-  if (f) raise_failure(L, "queue.Pipe", f);
+  CoreFailure f = attempt_core([&] { ends = Connection::pipe(duplex); });
+  if (f) raise_core_failure(L, "queue.Pipe", f);
   push_conn(L, std::move(ends.first));
   push_conn(L, std::move(ends.second));
   return 2;
@@ -331,10 +292,10 @@ int queue_Pipe(lua_State* L) {
 
 int send_message(lua_State* L, const char* op, std::string message) {
   Connection& c = check_conn(L);
-  Failure f = attempt([&] { c.send_bytes(message); });
+  CoreFailure f = attempt_core([&] { c.send_bytes(message); });
   if (f) {
     discard(message);
-    raise_failure(L, op, f);
+    raise_core_failure(L, op, f);
   }
   return 0;
 }
@@ -351,16 +312,16 @@ int conn_send_bytes(lua_State* L) {
   check_conn(L);
   const char* s = luaL_checklstring(L, 2, &len);
   Connection& c = check_conn(L);
-  Failure f = attempt([&] { c.send_bytes(std::string_view(s, len)); });
-  if (f) raise_failure(L, "connection:send_bytes", f);
+  CoreFailure f = attempt_core([&] { c.send_bytes(std::string_view(s, len)); });
+  if (f) raise_core_failure(L, "connection:send_bytes", f);
   return 0;
 }
 
 std::string receive(lua_State* L, const char* op) {
   Connection& c = check_conn(L);
   std::optional<std::string> message;
-  Failure f = attempt([&] { message = c.recv_bytes(); });
-  if (f) raise_failure(L, op, f);
+  CoreFailure f = attempt_core([&] { message = c.recv_bytes(); });
+  if (f) raise_core_failure(L, op, f);
   if (!message) raise_error(L, kEOFError, "the other end of the pipe is closed");
   return std::move(*message);
 }
@@ -382,8 +343,8 @@ int conn_poll(lua_State* L) {
   Connection& c = check_conn(L);
   core::Deadline deadline = lua_isnone(L, 2) ? core::Deadline::after(0) : check_deadline(L, 2);
   bool ready = false;
-  Failure f = attempt([&] { ready = c.poll(deadline); });
-  if (f) raise_failure(L, "connection:poll", f);
+  CoreFailure f = attempt_core([&] { ready = c.poll(deadline); });
+  if (f) raise_core_failure(L, "connection:poll", f);
   lua_pushboolean(L, ready);
   return 1;
 }
@@ -524,8 +485,8 @@ int queue_wait(lua_State* L) {
     lua_pop(L, 1);
   }
   std::vector<std::size_t> ready;
-  Failure f = attempt([&] { ready = core::wait_any(sources, deadline); });
-  if (f) raise_failure(L, "queue.wait", f);
+  CoreFailure f = attempt_core([&] { ready = core::wait_any(sources, deadline); });
+  if (f) raise_core_failure(L, "queue.wait", f);
   lua_createtable(L, static_cast<int>(ready.size()), 0);
   for (std::size_t k = 0; k < ready.size(); ++k) {
     lua_geti(L, 1, static_cast<lua_Integer>(ready[k] + 1));

@@ -7,7 +7,6 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,29 +63,6 @@ core::Thread& check_thread(lua_State* L, int idx) {
   Box* box = check_box(L, idx);
   if (!box->thread) luaL_argerror(L, idx, "the thread object is closed");
   return *box->thread;
-}
-
-// Runs a core call: Python's RuntimeError cases (start twice, join before
-// start, join itself) become error objects, interrupts KeyboardInterrupt.
-template <class Body>
-auto call_thread(lua_State* L, const char* op, Body&& body) -> decltype(body()) {
-  std::string failure;
-  bool runtime_error = false;
-  bool interrupted = false;
-  try {
-    return std::forward<Body>(body)();
-  } catch (const core::Interrupted&) {
-    interrupted = true;
-  } catch (const std::logic_error& e) {
-    runtime_error = true;
-    failure = std::string(op) + ": " + e.what();
-  } catch (const std::exception& e) {
-    failure = std::string(op) + ": " + e.what();
-  }
-  if (interrupted) pl::raise_interrupted(L);
-  if (runtime_error) pl::raise_error(L, kRuntimeError, failure);
-  luaL_error(L, "%s", failure.c_str());
-  throw;  // unreachable: luaL_error does not return
 }
 
 // Pushes this state's object for a core thread (one object per thread per state).
@@ -279,8 +255,8 @@ int thread_new(lua_State* L) {
   if (name == LUA_TSTRING) options.name = lua_tostring(L, 4);
   // As Python: a thread is a daemon if the thread creating it is.
   options.daemon = daemon == LUA_TBOOLEAN ? lua_toboolean(L, 5)
-                                          : call_thread(L, "thread.Thread", [] { return core::Thread::current()->daemon(); });
-  auto thread = call_thread(L, "thread.Thread", [&] { return core::Thread::create(std::move(options)); });
+                                          : pl::call_core(L, "thread.Thread", [] { return core::Thread::current()->daemon(); });
+  auto thread = pl::call_core(L, "thread.Thread", [&] { return core::Thread::create(std::move(options)); });
   push_thread(L, thread);
   Box* box = check_box(L, -1);
   box->owner = true;
@@ -301,8 +277,8 @@ int thread_timer(lua_State* L) {
   lua_settop(L, 3);
   core::Thread::Options options;
   options.timer = true;
-  options.daemon = call_thread(L, "thread.Timer", [] { return core::Thread::current()->daemon(); });
-  auto thread = call_thread(L, "thread.Timer", [&] { return core::Thread::create(std::move(options)); });
+  options.daemon = pl::call_core(L, "thread.Timer", [] { return core::Thread::current()->daemon(); });
+  auto thread = pl::call_core(L, "thread.Timer", [&] { return core::Thread::create(std::move(options)); });
   push_thread(L, thread);
   Box* box = check_box(L, -1);
   box->owner = true;
@@ -349,7 +325,7 @@ int thread_start(lua_State* L) {
   }
   lua_settop(L, 1);
   std::shared_ptr<core::Thread> self = box->thread;
-  call_thread(L, "thread:start", [&] {
+  pl::call_core(L, "thread:start", [&] {
     t.start([self, payload] { thread_body(*self, *payload); });
   });
   return 0;
@@ -359,7 +335,7 @@ int thread_start(lua_State* L) {
 int thread_join(lua_State* L) {
   core::Thread& t = check_thread(L, 1);
   core::Deadline deadline = pl::check_deadline(L, 2);
-  lua_pushboolean(L, call_thread(L, "thread:join", [&] { return t.join(deadline); }));
+  lua_pushboolean(L, pl::call_core(L, "thread:join", [&] { return t.join(deadline); }));
   return 1;
 }
 
@@ -501,17 +477,17 @@ int thread_gc(lua_State* L) {
 }
 
 int thread_current(lua_State* L) {
-  push_thread(L, call_thread(L, "thread.current_thread", [] { return core::Thread::current(); }));
+  push_thread(L, pl::call_core(L, "thread.current_thread", [] { return core::Thread::current(); }));
   return 1;
 }
 
 int thread_main_thread(lua_State* L) {
-  push_thread(L, call_thread(L, "thread.main_thread", [] { return core::Thread::main_thread(); }));
+  push_thread(L, pl::call_core(L, "thread.main_thread", [] { return core::Thread::main_thread(); }));
   return 1;
 }
 
 int thread_enumerate(lua_State* L) {
-  auto all = call_thread(L, "thread.enumerate", [] { return core::Thread::enumerate(); });
+  auto all = pl::call_core(L, "thread.enumerate", [] { return core::Thread::enumerate(); });
   lua_createtable(L, static_cast<int>(all.size()), 0);
   lua_Integer i = 0;
   for (const auto& t : all) {
@@ -532,7 +508,7 @@ int thread_get_ident(lua_State* L) {
 }
 
 int thread_get_native_id(lua_State* L) {
-  auto id = call_thread(L, "thread.get_native_id", [] { return core::Thread::current()->native_id(); });
+  auto id = pl::call_core(L, "thread.get_native_id", [] { return core::Thread::current()->native_id(); });
   lua_pushinteger(L, static_cast<lua_Integer>(id.value_or(0)));
   return 1;
 }

@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,13 @@ inline constexpr std::chrono::milliseconds kIdleKeepAlive{2000};
 // How long a parked OS thread, and a joiner, poll before they block (spin_wait.hpp).
 inline constexpr std::chrono::microseconds kParkedSpin{50};
 inline constexpr std::chrono::microseconds kJoinSpin{50};
+
+// Python's RuntimeError cases: starting a thread twice, joining one never
+// started, a thread joining itself.
+class ThreadStateError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
 
 class Thread : public std::enable_shared_from_this<Thread> {
  public:
@@ -60,11 +68,11 @@ class Thread : public std::enable_shared_from_this<Thread> {
   // A thread that is not started yet.
   static std::shared_ptr<Thread> create(Options options);
 
-  // Runs body on an OS thread. Throws std::logic_error if started before.
+  // Runs body on an OS thread. Throws ThreadStateError if started before.
   void start(Body body);
 
   // Waits until the body has finished (true) or the deadline passes (false).
-  // Throws std::logic_error for a thread never started or for the calling
+  // Throws ThreadStateError for a thread never started or for the calling
   // thread itself, and Interrupted when the caller is asked to stop.
   bool join(const Deadline& deadline);
 

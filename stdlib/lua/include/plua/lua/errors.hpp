@@ -30,23 +30,47 @@ bool is_error_kind(lua_State* L, int idx, std::string_view kind);
 // of this thread (flag and hook), so the next statement runs normally.
 [[noreturn]] void raise_interrupted(lua_State* L);
 
-// Runs `body`, turning C++ exceptions into Lua errors: core::Interrupted into
-// KeyboardInterrupt, anything else into "op: what()". The Lua error is raised
-// after the try block, so no Lua error is ever thrown through a catch.
+// A core exception caught at the binding's edge, kept until the catch block
+// is left: a Lua error is never thrown through a catch.
+struct CoreFailure {
+  bool failed = false;
+  bool interrupted = false;  // core::Interrupted: raised as KeyboardInterrupt
+  std::string kind;          // the error object's kind; empty: a plain "op: message" error
+  std::string message;
+  std::string traceback;     // a manager peer's own, sent with its error
+  bool from_peer = false;    // raised as the peer worded it, without the op
+  explicit operator bool() const noexcept { return failed; }
+};
+
+// The one table that gives each core exception its Python kind (errors.cpp).
+CoreFailure describe_core_exception(const std::exception& e);
+
+// Raises f (which must have failed): KeyboardInterrupt, an error object of
+// f.kind reading "op: message", or a plain "op: message" error.
+[[noreturn]] void raise_core_failure(lua_State* L, const char* op, const CoreFailure& f);
+
+// Runs `body` and returns its core exception, if any, for a caller that must
+// clean up before raising it with raise_core_failure.
+template <class Body>
+CoreFailure attempt_core(Body&& body) {
+  try {
+    std::forward<Body>(body)();
+    return {};
+  } catch (const std::exception& e) {
+    return describe_core_exception(e);
+  }
+}
+
+// Runs `body`, turning a core exception into a Lua error as raise_core_failure does.
 template <class Body>
 auto call_core(lua_State* L, const char* op, Body&& body) -> decltype(body()) {
-  std::string failure;
-  bool interrupted = false;
+  CoreFailure failure;
   try {
     return std::forward<Body>(body)();
-  } catch (const core::Interrupted&) {
-    interrupted = true;
   } catch (const std::exception& e) {
-    failure = std::string(op) + ": " + e.what();
+    failure = describe_core_exception(e);
   }
-  if (interrupted) raise_interrupted(L);
-  luaL_error(L, "%s", failure.c_str());
-  throw;  // unreachable: luaL_error does not return
+  raise_core_failure(L, op, failure);
 }
 
 // Reads an optional timeout argument: nil (or none) is "forever"; otherwise a
