@@ -271,6 +271,34 @@ TEST(EmbedRuntime, CloseInterruptsAndWaitsForItsWorkers) {
   EXPECT_EQ(failure_of(*w).kind(), "KeyboardInterrupt");
 }
 
+TEST(EmbedRuntime, CloseWaitsForItsOwnThreadsOnly) {
+  plua::Event stop = plua::Event::create();
+  plua::Queue started = plua::Queue::create();
+  plua::Runtime a;
+  a.set_global("stop", stop);
+  a.set_global("started", started);
+  // A non-daemon thread of runtime a, running until C++ sets the event.
+  a.run_string(R"(
+    t = require("thread").Thread{target = function(stop, started) started:put(1) stop:wait() started:put(3) end, args = {stop, started}}
+    t:start()
+  )");
+  must_get(started);
+  {
+    plua::Runtime b;
+    b.set_global("started", started);
+    b.run_string(R"(
+      local t = require("thread").Thread{target = function(started) started:put(2) end, args = {started}}
+      t:start()
+    )");
+  }  // b's close waits for b's thread, not for a's
+  EXPECT_EQ(must_get(started).as_int(), 2);
+  stop.set();
+  a.close();  // a's close waits for a's thread: its last put is already there
+  std::optional<Value> last = started.get(0);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->as_int(), 3);
+}
+
 TEST(EmbedWorker, WithoutTheHookOnlyBlockingCallsAreInterrupted) {
   plua::Runtime rt;
   plua::Queue ready = plua::Queue::create();

@@ -278,11 +278,27 @@ TEST(Thread, JoinNonDaemonWaitsForEveryNonDaemon) {
     done = 1;
   });
   d->start([&] { gate.wait(30); });
-  EXPECT_FALSE(Thread::join_non_daemon(Deadline::after(0.02)));
+  EXPECT_FALSE(Thread::join_non_daemon(Deadline::after(0.02), 0));
   gate.release();
-  EXPECT_TRUE(Thread::join_non_daemon(Deadline::after(10)));
+  EXPECT_TRUE(Thread::join_non_daemon(Deadline::after(10), 0));
   EXPECT_EQ(done.load(), 1);
   EXPECT_TRUE(d->join(Deadline::after(10)));
+}
+
+TEST(Thread, JoinNonDaemonWaitsOnlyForItsGroupAndTheUngrouped) {
+  Gate gate;
+  std::uint64_t mine = Thread::new_group();
+  std::uint64_t other = Thread::new_group();
+  ASSERT_NE(mine, other);
+  Thread::Options theirs;
+  theirs.group = other;
+  auto t = Thread::create(theirs);
+  t->start([&] { gate.wait(30); });
+  EXPECT_TRUE(Thread::join_non_daemon(Deadline::after(10), mine));  // another group's thread is not waited for
+  EXPECT_FALSE(Thread::join_non_daemon(Deadline::after(0.02), other));
+  EXPECT_TRUE(Thread::join_non_daemon(Deadline::after(10), 0));  // nor is it an ungrouped one
+  gate.release();
+  EXPECT_TRUE(Thread::join_non_daemon(Deadline::after(10), other));
 }
 
 TEST(Thread, ManyConcurrentThreads) {

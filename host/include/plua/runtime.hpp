@@ -41,7 +41,8 @@ struct Outcome {
 void open_modules(lua_State* L);
 
 // The counterpart of open_modules, to call before lua_close on such a state:
-// runs the modules' shutdown work (the thread module joins non-daemon threads).
+// runs the modules' shutdown work (the thread module joins the non-daemon
+// threads this state's scripts started).
 void shutdown_modules(lua_State* L);
 
 // The message handler plua runs chunks under: turns the error into
@@ -124,7 +125,8 @@ class Runtime {
   std::size_t memory_used() const noexcept;
 
   // Interrupts and waits for this runtime's workers still running, then
-  // runs shutdown hooks (joins non-daemon threads) and closes the state.
+  // runs shutdown hooks (joins the non-daemon threads its scripts started,
+  // not another runtime's) and closes the state.
   // Called by the destructor if not before; calling it twice is harmless.
   void close() noexcept;
 

@@ -163,7 +163,11 @@ void ThreadInternals::worker_loop(Worker* w) {
 }
 
 Thread::Thread(Token, Options options, bool main)
-    : daemon_(options.daemon), timer_(options.timer), main_(main), name_(std::move(options.name)) {}
+    : daemon_(options.daemon),
+      timer_(options.timer),
+      main_(main),
+      group_(options.group),
+      name_(std::move(options.name)) {}
 
 Thread::~Thread() {
   if (outcome_ && outcome_->discard) outcome_->discard(outcome_->values);
@@ -371,14 +375,19 @@ void Thread::set_park_hook(void (*hook)() noexcept) noexcept { g_park_hook.store
 
 bool Thread::in_started_thread() noexcept { return tl_current != nullptr; }
 
-bool Thread::join_non_daemon(const Deadline& deadline) {
+std::uint64_t Thread::new_group() noexcept {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+bool Thread::join_non_daemon(const Deadline& deadline, std::uint64_t group) {
   for (;;) {
     std::shared_ptr<Thread> next;
     {
       auto& reg = ThreadInternals::registry();
       std::lock_guard g(reg.mu);
       for (auto& t : reg.alive)
-        if (!t->daemon_ && t != tl_current) {
+        if (!t->daemon_ && t != tl_current && (t->group_ == group || t->group_ == 0)) {
           next = t;
           break;
         }

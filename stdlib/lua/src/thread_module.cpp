@@ -29,6 +29,8 @@ constexpr const char* kRuntimeError = "RuntimeError";
 
 // Registry key of this state's weak table: core::Thread address -> its Lua object.
 char kObjectsKey;
+// Registry key of the state's thread group (core::Thread::Options::group).
+char kGroupKey;
 
 // Uservalues of a Thread object in the state that created it.
 constexpr int kTargetSlot = 1;
@@ -186,6 +188,21 @@ lua_State* take_thread_state() {
   return pl::new_thread_state();
 }
 
+void set_state_group(lua_State* L, std::uint64_t group) {
+  lua_pushinteger(L, static_cast<lua_Integer>(group));
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kGroupKey);
+}
+
+// The group of the threads this state starts: its program's or runtime's,
+// and, in a state the thread module did not set up, the calling thread's.
+std::uint64_t state_group(lua_State* L) {
+  int type = lua_rawgetp(L, LUA_REGISTRYINDEX, &kGroupKey);
+  auto group = static_cast<std::uint64_t>(lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  if (type == LUA_TNUMBER) return group;
+  return pl::call_core(L, "thread", [] { return core::Thread::current()->group(); });
+}
+
 // The body of every plua thread, on its own OS thread.
 void thread_body(core::Thread& self, Payload& payload) {
   if (payload.interval >= 0) {
@@ -201,6 +218,7 @@ void thread_body(core::Thread& self, Payload& payload) {
   ctx.outcome.discard = pl::discard;
   StateOwner owner(take_thread_state());
   lua_State* L = owner.L;
+  set_state_group(L, self.group());
   // Setting up holds no garbage worth a collection step; the target's own allocations restart it.
   lua_gc(L, LUA_GCSTOP);
   lua_pushlightuserdata(L, &ctx);
@@ -253,6 +271,7 @@ int thread_new(lua_State* L) {
   if (daemon != LUA_TNIL && daemon != LUA_TBOOLEAN) luaL_argerror(L, 1, "'daemon' must be a boolean");
   core::Thread::Options options;
   if (name == LUA_TSTRING) options.name = lua_tostring(L, 4);
+  options.group = state_group(L);
   // As Python: a thread is a daemon if the thread creating it is.
   options.daemon = daemon == LUA_TBOOLEAN ? lua_toboolean(L, 5)
                                           : pl::call_core(L, "thread.Thread", [] { return core::Thread::current()->daemon(); });
@@ -277,6 +296,7 @@ int thread_timer(lua_State* L) {
   lua_settop(L, 3);
   core::Thread::Options options;
   options.timer = true;
+  options.group = state_group(L);
   options.daemon = pl::call_core(L, "thread.Timer", [] { return core::Thread::current()->daemon(); });
   auto thread = pl::call_core(L, "thread.Timer", [&] { return core::Thread::create(std::move(options)); });
   push_thread(L, thread);
@@ -523,9 +543,12 @@ int thread_sleep(lua_State* L) {
   return 0;
 }
 
-// At exit, as Python: wait for every non-daemon thread (Ctrl-C gives up).
+// At exit, as Python: wait for every non-daemon thread this program or
+// runtime started (Ctrl-C gives up).
 int join_at_exit(lua_State* L) {
-  pl::call_core(L, "thread: joining threads at exit", [] { core::Thread::join_non_daemon(core::Deadline::never()); });
+  std::uint64_t group = state_group(L);
+  pl::call_core(L, "thread: joining threads at exit",
+                [group] { core::Thread::join_non_daemon(core::Deadline::never(), group); });
   return 0;
 }
 
@@ -570,7 +593,12 @@ int luaopen_plua_thread(lua_State* L) {
   pl::register_sendable_class(
       pl::SendableClass{"thread", kThread, thread_write_ref, thread_push_ref, pl::drop_shared_ref<core::Thread>, true});
   // Only the program's own states wait for threads at exit; a thread's state must not wait for its siblings.
-  if (!pl::is_thread_state(L) && !core::Thread::in_started_thread()) pl::add_shutdown_hook(L, join_at_exit);
+  if (!pl::is_thread_state(L) && !core::Thread::in_started_thread()) {
+    // A program's or runtime's own state: its threads form a group its exit waits for.
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kGroupKey) == LUA_TNIL) set_state_group(L, core::Thread::new_group());
+    lua_pop(L, 1);
+    pl::add_shutdown_hook(L, join_at_exit);
+  }
   luaL_newlib(L, kFunctions);
   lua_pushstring(L, kRuntimeError);
   lua_setfield(L, -2, "RuntimeError");

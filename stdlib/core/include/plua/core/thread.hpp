@@ -63,6 +63,9 @@ class Thread : public std::enable_shared_from_this<Thread> {
     std::string name;     // empty: "Thread-N", numbered as Python does
     bool daemon = false;  // daemon threads are not waited for at exit
     bool timer = false;   // a Timer (a thread whose body waits to be cancelled first)
+    // Whose exit waits for it (join_non_daemon): one group per program or
+    // embedded runtime; 0 is no group, which every exit waits for.
+    std::uint64_t group = 0;
   };
 
   // A thread that is not started yet.
@@ -80,6 +83,7 @@ class Thread : public std::enable_shared_from_this<Thread> {
   bool is_alive() const noexcept { return state_.load(std::memory_order_acquire) == State::running; }
   bool finished() const noexcept { return state_.load(std::memory_order_acquire) == State::finished; }
   bool daemon() const noexcept { return daemon_; }
+  std::uint64_t group() const noexcept { return group_; }
   bool is_timer() const noexcept { return timer_; }
   bool is_main() const noexcept { return main_; }
   std::string name() const;
@@ -114,9 +118,12 @@ class Thread : public std::enable_shared_from_this<Thread> {
   static std::uint64_t current_ident() noexcept;
   // True when the calling OS thread is running a body started here.
   static bool in_started_thread() noexcept;
-  // Joins every alive non-daemon thread (the exit rule), including threads
-  // started meanwhile; interruptible, gives up at the deadline (false).
-  static bool join_non_daemon(const Deadline& deadline);
+  // A group number never handed out before (never 0).
+  static std::uint64_t new_group() noexcept;
+  // Joins every alive non-daemon thread of `group` and of no group (the exit
+  // rule), including threads started meanwhile; interruptible, gives up at
+  // the deadline (false).
+  static bool join_non_daemon(const Deadline& deadline, std::uint64_t group);
   // Sets the function an OS thread of this file runs each time it has parked
   // after a body (its joiners already released, no lock held): the place to
   // ready what the next body on that OS thread needs. Process-wide; nullptr
@@ -144,6 +151,7 @@ class Thread : public std::enable_shared_from_this<Thread> {
   const bool daemon_;
   const bool timer_;
   const bool main_;
+  const std::uint64_t group_;
   std::atomic<State> state_{State::created};
   std::atomic<std::uint64_t> ident_{0};
   std::atomic<std::int64_t> native_id_{0};
