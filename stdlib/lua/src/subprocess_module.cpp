@@ -617,7 +617,7 @@ int popen_communicate(lua_State* L) {
   luaL_Stream* streams[3] = {popen_stream(L, 1, "stdin"), popen_stream(L, 1, "stdout"), popen_stream(L, 1, "stderr")};
   if (p->comm && input && !input->empty()) luaL_argerror(L, 2, "cannot send input after starting communication");
   if (!p->comm) {
-    p->comm.emplace(streams[0] ? input.value_or(std::string()) : std::string());
+    p->comm.emplace(streams[0] && input ? std::move(*input) : std::string());
     // Lines the script already read through p.stdout are not lost.
     if (streams[1]) take_buffered(streams[1]->f, p->comm->output());
     if (streams[2]) take_buffered(streams[2]->f, p->comm->errors());
