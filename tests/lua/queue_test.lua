@@ -537,4 +537,26 @@ T.test("fork children that drop inherited queues, or leave holding them, keep th
   T.eq(qs[3]:join(5), true)
 end)
 
+T.test("wait: a closed Connection is an OSError, not a ready object", function()
+  local a, b = queue.Pipe()
+  b:close()
+  local err = T.raises_kind(function() queue.wait({b}, 0) end, "OSError")
+  T.ok(err.message:find("queue.wait", 1, true), err.message)
+  T.raises_kind(function() queue.wait({a, b}) end, "OSError")
+  -- The open end is unaffected: it sees end of file as ready.
+  T.eq(#queue.wait({a}, 5), 1)
+  a:close()
+end)
+
+T.test("close after the handle was released is harmless", function()
+  local q = queue.Queue()
+  do local h <close> = q end
+  q:close()
+  q:close()
+  T.raises(function() q:put(1) end, "released")
+  local j = queue.JoinableQueue()
+  do local h <close> = j end
+  j:close()
+end)
+
 T.run()

@@ -175,8 +175,10 @@ int queue_full(lua_State* L) {
   return 1;
 }
 
+// Closing twice is harmless (rule 6), and so is closing a released handle.
 int queue_close(lua_State* L) {
-  check_queue(L).close();
+  auto* h = static_cast<QueueHandle*>(luaL_checkudata(L, 1, kQueueType));
+  if (h->body()) h->body()->close();
   return 0;
 }
 
@@ -470,6 +472,9 @@ int queue_wait(lua_State* L) {
       src.ready = queue_ready;
       src.arg = qh->body().get();
     } else if (auto* ch = static_cast<ConnHandle*>(luaL_testudata(L, -1, kConnectionType))) {
+      // As Python's wait: a connection closed here has no handle to wait on.
+      if (ch->c->closed())
+        raise_error(L, kOSError, lua_pushfstring(L, "queue.wait: objects[%I] is a closed connection", i));
       keep.push_back(ch->c);
       src.fd = ch->c->fd();
       src.ready = conn_ready;
