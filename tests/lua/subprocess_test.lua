@@ -426,4 +426,13 @@ T.test("misuse is an argument error", function()
   p:wait()
 end)
 
+T.test("a NUL byte in an argument names the element that holds it", function()
+  local function message(f) local ok, err = pcall(f); T.ok(not ok); return tostring(err) end
+  T.ok(message(function() sp.run{"echo", "ok", "a\0b"} end):find("(embedded null byte in args[3])", 1, true))
+  T.ok(message(function() sp.Popen{"echo", "a\0b"} end):find("(embedded null byte in args[2])", 1, true))
+  T.ok(message(function() sp.run{"echo \0", shell = true} end):find("(embedded null byte in args[1])", 1, true))
+  T.ok(message(function() sp.run{"true", {}} end):find("(args[2] must be a string, got table)", 1, true))
+  T.ok(message(function() sp.run("tr\0ue") end):find("(embedded null byte in args)", 1, true))
+end)
+
 T.run()

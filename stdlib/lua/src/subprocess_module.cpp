@@ -146,7 +146,9 @@ Request check_request(lua_State* L, int arg, unsigned allowed) {
   lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, arg));
   for (lua_Integer i = 1; i <= n; ++i) {
     lua_rawgeti(L, arg, i);
-    req.cmd_list.push_back(checked_string(L, -1, arg, "every element of args"));
+    // Python names no element; naming the one at fault is kinder.
+    std::string what = "args[" + std::to_string(i) + "]";
+    req.cmd_list.push_back(checked_string(L, -1, arg, what.c_str()));
     lua_pop(L, 1);
   }
   if (n == 0) luaL_argerror(L, arg, "args must list at least the program");
