@@ -24,7 +24,7 @@ Options parse(int argc, char** argv) {
           opts.error = std::string("unrecognized option '") + a + "'";
           return opts;
         }
-        if (a[1] == 'i') opts.interactive = opts.version = true;  // -i implies -v, as in lua
+        if (a[1] == 'i') opts.interactive = true;  // implies the banner (main), as lua's -i implies -v
         if (a[1] == 'v') opts.version = true;
         if (a[1] == 'E') opts.ignore_environment = true;
         if (a[1] == 'W') opts.warnings = true;

@@ -128,8 +128,14 @@ int main(int argc, char** argv) {
   bool no_script = opts.script_index == 0;
   // As lua: with no script and no -e or -v, plua is interactive (here also when stdin is not a terminal).
   bool start_repl = opts.interactive || (no_script && !opts.has_execute() && !opts.version);
-  if (opts.version || (start_repl && isatty(STDIN_FILENO)))
-    std::printf("%s\n", plua::version_banner()), std::fflush(stdout);
+  // -v prints the version on stdout, as lua; the REPL's banner (plain on a
+  // terminal, or implied by -i) goes with the prompts: to stderr without a terminal.
+  bool terminal = isatty(STDIN_FILENO) != 0;
+  if (opts.version || (start_repl && (terminal || opts.interactive))) {
+    std::FILE* out = opts.version || terminal ? stdout : stderr;
+    std::fprintf(out, "%s\n", plua::version_banner());
+    std::fflush(out);
+  }
 
   plua::Runtime rt(plua::Runtime::Options{opts.ignore_environment});
   lua_State* L = rt.state();

@@ -205,8 +205,20 @@ class CliTest(unittest.TestCase):
         script = self.file("s.lua", "from_script = 'yes'")
         r = self.plua("-i", script, stdin="from_script\n")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("plua ", r.stdout)  # -i implies -v
-        self.assertIn('"yes"', r.stdout)
+        # -i implies -v; without a terminal the banner goes to stderr with the prompts.
+        self.assertEqual(r.stdout, '"yes"\n')
+        self.assertIn("plua ", r.stderr)
+
+    def test_interactive_without_a_terminal_keeps_stdout_for_values(self):
+        r = self.plua("-e", "x=3", "-i", stdin="x\n")
+        self.assertEqual((r.returncode, r.stdout), (0, "3\n"), r.stderr)
+        self.assertRegex(r.stderr, r"^plua \d+\.\d+\.\d+ -- Lua 5\.4")
+        r = self.plua("-i", stdin="x\n")
+        self.assertEqual((r.returncode, r.stdout), (0, "nil\n"), r.stderr)
+        self.assertIn("plua ", r.stderr)
+        # An explicit -v still prints the version on stdout, as lua does.
+        r = self.plua("-v", "-i", stdin="")
+        self.assertRegex(r.stdout, r"^plua \d+\.\d+\.\d+ -- Lua 5\.4")
 
     def test_repl_without_a_terminal(self):
         r = self.plua(stdin="1 + 1\nfunction f()\n  return {1, x = 'y'}\nend\nf()\nerror('oops')\n'after'\n")
