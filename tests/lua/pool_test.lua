@@ -3,6 +3,9 @@ local T = require "testing"
 local pool = require "pool"
 local process = require "process"
 local time = require "time"
+local thread = require "thread"
+local queue = require "queue"
+local shared = require "shared"
 
 -- Children of this process right now (the workers a pool forked included),
 -- read from /proc so that nothing we count is our own doing.
@@ -262,6 +265,114 @@ for _, kind in ipairs{"Pool", "ThreadPool"} do
     T.eq(n, 0, "the owner's upvalue is its own")
   end)
 
+  T.test(kind .. ": a callable table runs as a task, with its metatable", function()
+    local p <close> = P(1)
+    local mt = {__call = function(self, x) return x * self.k end, __index = {twice = function(v) return 2 * v end}}
+    local callable = setmetatable({k = 3}, mt)
+    T.eq(p:apply(callable, {2}), 6)
+    T.deep(p:map(callable, {1, 2, 3}), {3, 6, 9})
+    T.deep(p:starmap(callable, {{4}, {5}}), {12, 15})
+    T.eq(p:apply_async(callable, {7}):get(5), 21)
+    local got = {}
+    for v, i in p:imap(callable, {1, 2}) do got[i] = v end
+    T.deep(got, {3, 6})
+    -- self keeps its metatable in the worker.
+    local method = setmetatable({}, {__call = function(self, x) return self.twice(x) end,
+                                     __index = {twice = function(v) return 2 * v end}})
+    T.eq(p:apply(method, {21}), 42)
+    -- A callable whose __call cannot travel is refused at submission, with its path.
+    local bad = setmetatable({}, {__call = coroutine.create(print)})
+    T.raises(function() p:apply(bad) end, "bad argument #1 to 'apply'")
+  end)
+
+  T.test(kind .. ": a task error that is a table without kind becomes RemoteError with .value", function()
+    local p <close> = P(1)
+    local err = T.raises_kind(function() p:apply(function() error({1, 2}) end) end, "RemoteError")
+    T.eq(err.kind, pool.RemoteError)
+    T.deep(err.value, {1, 2})
+    T.eq(err[1], nil)
+    T.ok(err.traceback:find("stack traceback:", 1, true))
+    T.ok(tostring(err):find("^RemoteError: table"), tostring(err))
+    local seen
+    local r = p:apply_async(function() error({code = 7}) end, {}, {error_callback = function(e) seen = e end})
+    r:wait(10)
+    T.raises_kind(function() r:get() end, "RemoteError")
+    T.eq(seen.kind, "RemoteError")
+    T.eq(seen.value.code, 7)
+  end)
+
+  T.test(kind .. ": unknown options of apply_async and map_async are argument errors", function()
+    local p <close> = P(1)
+    T.raises(function() p:apply_async(print, {}, {callbak = print}) end,
+      "bad argument #3 to 'apply_async' (unknown option 'callbak')")
+    T.raises(function() p:map_async(print, {1}, nil, {error_calback = print}) end,
+      "bad argument #4 to 'map_async' (unknown option 'error_calback')")
+    T.raises(function() p:starmap_async(print, {{1}}, {[1] = print}) end,
+      "bad argument #3 to 'starmap_async' (unknown option '1')")
+    T.eq(p:apply(square, {3}), 9, "the pool is intact")
+  end)
+
+  T.test(kind .. ": a pool travels by reference to another thread, which submits to it", function()
+    local p <close> = P(2)
+    local t = thread.Thread{target = function(pp)
+      local a = pp:apply(function(x) return x * 2 end, {21})
+      local m = pp:map(function(x) return x + 1 end, {1, 2})
+      return a, m[1], m[2]
+    end, args = {p}}
+    t:start()
+    T.eq(t:join(30), true)
+    local a, m1, m2 = t:result()
+    T.eq(a, 42); T.eq(m1, 2); T.eq(m2, 3)
+    -- As an upvalue too; the pool stays the owner's (the thread's handle does not terminate it).
+    local t2 = thread.Thread{target = function() return p:apply(square, {5}) end}
+    t2:start()
+    T.eq(t2:join(30), true)
+    T.eq(t2:result(), 25)
+    collectgarbage()
+    T.eq(p:apply(square, {6}), 36)
+  end)
+
+  T.test(kind .. ": callbacks of another thread's submission run in that thread's state", function()
+    local p <close> = P(2)
+    local owner_log = {}
+    local t = thread.Thread{target = function(pp)
+      local log = {}
+      local r = pp:apply_async(function(x) return x * 3 end, {5}, {callback = function(v) log[#log + 1] = v end})
+      local v = r:get(20)
+      local bad = pp:apply_async(function() error("nope") end, {}, {error_callback = function(e) log[#log + 1] = e.kind end})
+      bad:wait(20)
+      return v, log[1], log[2], #log
+    end, args = {p}}
+    t:start()
+    -- The owner calls into the pool meanwhile: it never runs the thread's callbacks.
+    for _ = 1, 20 do p:apply(square, {2}) end
+    T.eq(t:join(30), true)
+    local v, first, second, n = t:result()
+    T.eq(v, 15); T.eq(first, 15); T.eq(second, "RemoteError"); T.eq(n, 2)
+    T.eq(#owner_log, 0)
+  end)
+
+  T.test(kind .. ": two threads submit at once", function()
+    local p <close> = P(2)
+    local ts = {}
+    for k = 1, 2 do
+      ts[k] = thread.Thread{target = function(pp, base)
+        local sum = 0
+        for i = 1, 50 do sum = sum + pp:apply(function(x) return x end, {base + i}) end
+        local list = {}
+        for i = 1, 200 do list[i] = i end
+        local m = pp:map(function(x) return x * 2 end, list, 3)
+        for i = 1, 200 do sum = sum + m[i] end
+        return sum
+      end, args = {p, k * 1000}}
+      ts[k]:start()
+    end
+    for k = 1, 2 do
+      T.eq(ts[k]:join(60), true)
+      T.eq(ts[k]:result(), 50 * k * 1000 + 1275 + 40200)
+    end
+  end)
+
   T.test(kind .. ": globals are copied to workers", function()
     GREETING = "hello from the script"
     local p <close> = P(1)
@@ -269,6 +380,64 @@ for _, kind in ipairs{"Pool", "ThreadPool"} do
     GREETING = nil
   end)
 end
+
+T.test("Pool: a Connection or shared.table in a task is refused at submission, with its path", function()
+  local a, b = queue.Pipe()
+  local p <close> = pool.Pool(1)
+  T.raises(function() p:apply(function(c) return 1 end, {{conn = a}}) end,
+    "cannot send a plua.Connection to another process at args[1].conn")
+  T.raises(function() p:apply(function() return a end) end,
+    "cannot send a plua.Connection to another process at f[1]<upvalue a>")
+  T.raises(function() p:apply(function(t) return 1 end, {shared.table()}) end,
+    "cannot send a plua.shared.table to another process at args[1]")
+  T.raises(function() p:map(function(t) return 1 end, {1, 2, shared.table()}) end,
+    "to another process at list[3]")
+  T.raises(function() pool.Pool{processes = 1, initargs = {a}} end, "to another process at kit")
+  -- A ThreadPool carries them (its workers are threads of this process).
+  local tp <close> = pool.ThreadPool(1)
+  T.eq(tp:apply(function(c) c:send("hi") return 1 end, {a}), 1)
+  T.eq(b:recv(), "hi")
+  T.eq(p:apply(square, {4}), 16, "the pool is intact")
+  a:close() b:close()
+end)
+
+T.test("Pool: a pool goes to another process as a refusal with its path", function()
+  local p <close> = pool.Pool(1)
+  local old = process.get_start_method()
+  process.set_start_method("spawn", true)
+  local c = process.Process{target = function(pp) end, args = {p}}
+  local ok, err = pcall(c.start, c)
+  process.set_start_method(old, true)
+  T.eq(ok, false)
+  T.ok(tostring(err):find("cannot send a plua.Pool to another process at process[2][1]", 1, true), tostring(err))
+end)
+
+T.test("Pool: a worker process reports itself as Python's ForkPoolWorker-N, daemon, child of the owner", function()
+  local p <close> = pool.Pool(2)
+  local got = p:map(function()
+    local pr = require "process"
+    local cp, pp = pr.current_process(), pr.parent_process()
+    return {cp.name, cp.daemon, pp and pp.name, pp and pp.pid, cp.pid == pr.getpid(),
+            pr.get_start_method()}
+  end, {1, 2}, 1)
+  for _, r in ipairs(got) do
+    T.ok(r[1]:match("^ForkPoolWorker%-%d+$"), r[1])
+    T.eq(r[2], true)
+    T.eq(r[3], process.current_process().name)
+    T.eq(r[4], process.getpid())
+    T.eq(r[5], true)
+  end
+  -- Numbered from the process's children counter, as Python's.
+  local names = {}
+  for _, r in ipairs(got) do names[r[1]] = true end
+  local c = process.Process{target = function() end}
+  local n = tonumber(tostring(c.name):match("%-(%d+)$"))
+  for name in pairs(names) do T.ok(tonumber(name:match("%d+$")) < n, name .. " vs " .. c.name) end
+  -- Not in a ThreadPool: its workers are threads of this process.
+  local tp <close> = pool.ThreadPool(1)
+  T.eq(tp:apply(function() return require("process").current_process().name end),
+       process.current_process().name)
+end)
 
 T.test("Pool: a SIGKILLed worker fails its task promptly, is replaced, the pool goes on", function()
   local p <close> = pool.Pool(2)

@@ -409,4 +409,27 @@ T.test("starting a process while the handle is shared by reference", function()
   T.eq(p.exitcode, 0)
 end)
 
+T.test("a spawn child keeps spawn as its start method, for its own children too", function()
+  with_method("spawn", function()
+    local q = queue.Queue()
+    local p = process.Process{target = function(q)
+      local pr = require "process"
+      -- spawn refuses a coroutine argument where fork would carry the copy.
+      local c = pr.Process{target = function() end, args = {coroutine.create(print)}}
+      local ok = pcall(c.start, c)
+      if ok then c:join() end
+      local set_ok, set_err = pcall(pr.set_start_method, "fork")
+      q:put({pr.get_start_method(), ok, set_ok, type(set_err) == "table" and set_err.kind or tostring(set_err)})
+    end, args = {q}}
+    p:start()
+    local r = q:get(true, 20)
+    T.eq(p:join(20), true)
+    T.eq(r[1], "spawn")
+    T.eq(r[2], false)
+    -- As Python: the context is already set in a spawned child.
+    T.eq(r[3], false)
+    T.eq(r[4], "RuntimeError")
+  end)
+end)
+
 T.run()

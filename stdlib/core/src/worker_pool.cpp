@@ -161,12 +161,18 @@ void WorkerPool::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
-bool WorkerPool::service_needed() const noexcept { return kits_wanted_ > 0 || !callback_jobs_.empty(); }
+bool WorkerPool::service_needed(std::uint64_t owner) const noexcept {
+  if (owner == 0 && kits_wanted_ > 0) return true;
+  return std::any_of(callback_jobs_.begin(), callback_jobs_.end(),
+                     [owner](const std::shared_ptr<PoolJob>& j) { return j->owner_ == owner; });
+}
 
 std::shared_ptr<PoolJob> WorkerPool::submit(std::shared_ptr<const PoolFunction> fn,
                                             pool_wire::TaskMode mode,
-                                            std::vector<std::string> payloads, bool callbacks) {
+                                            std::vector<std::string> payloads, bool callbacks,
+                                            std::uint64_t owner) {
   auto job = std::make_shared<PoolJob>(payloads.size(), callbacks, options_.discard);
+  job->owner_ = owner;
   job->fn_ = std::move(fn);
   job->mode_ = mode;
   {
@@ -181,8 +187,9 @@ std::shared_ptr<PoolJob> WorkerPool::submit(std::shared_ptr<const PoolFunction> 
 
 std::shared_ptr<PoolJob> WorkerPool::open_job(std::shared_ptr<const PoolFunction> fn,
                                               pool_wire::TaskMode mode, std::size_t chunks,
-                                              bool callbacks) {
+                                              bool callbacks, std::uint64_t owner) {
   auto job = std::make_shared<PoolJob>(chunks, callbacks, options_.discard);
+  job->owner_ = owner;
   job->fn_ = std::move(fn);
   job->mode_ = mode;
   std::lock_guard lock(mu_);
@@ -245,25 +252,25 @@ void WorkerPool::queue_chunk(const std::shared_ptr<PoolJob>& job, std::string pa
 }
 
 template <class Pred>
-WorkerPool::Wake WorkerPool::wait_for(const Deadline& deadline, Pred pred) {
+WorkerPool::Wake WorkerPool::wait_for(const Deadline& deadline, std::uint64_t owner, Pred pred) {
   std::unique_lock lock(mu_);
-  bool woke = wait_until(cv_, lock, deadline, [&] { return pred() || service_needed(); });
+  bool woke = wait_until(cv_, lock, deadline, [&] { return pred() || service_needed(owner); });
   if (pred()) return Wake::done;
   if (woke) return Wake::service;
   return Wake::timeout;
 }
 
-WorkerPool::Wake WorkerPool::wait_ready(const PoolJob& job, const Deadline& deadline) {
-  return wait_for(deadline, [&] { return job.ready(); });
+WorkerPool::Wake WorkerPool::wait_ready(const PoolJob& job, const Deadline& deadline, std::uint64_t owner) {
+  return wait_for(deadline, owner, [&] { return job.ready(); });
 }
 
 WorkerPool::Wake WorkerPool::wait_progress(const PoolJob& job, std::size_t seen,
-                                           const Deadline& deadline) {
-  return wait_for(deadline, [&] { return job.arrivals_.size() > seen; });
+                                           const Deadline& deadline, std::uint64_t owner) {
+  return wait_for(deadline, owner, [&] { return job.arrivals_.size() > seen; });
 }
 
-WorkerPool::Wake WorkerPool::wait_finished(const Deadline& deadline) {
-  return wait_for(deadline, [&] { return finished_; });
+WorkerPool::Wake WorkerPool::wait_finished(const Deadline& deadline, std::uint64_t owner) {
+  return wait_for(deadline, owner, [&] { return finished_; });
 }
 
 bool WorkerPool::ready(const PoolJob& job) {
@@ -306,9 +313,15 @@ ChunkOutcome WorkerPool::take(PoolJob& job, std::size_t chunk) {
   return out;
 }
 
-std::vector<std::shared_ptr<PoolJob>> WorkerPool::take_callback_jobs() {
+std::vector<std::shared_ptr<PoolJob>> WorkerPool::take_callback_jobs(std::uint64_t owner) {
   std::lock_guard lock(mu_);
-  return std::exchange(callback_jobs_, {});
+  std::vector<std::shared_ptr<PoolJob>> mine;
+  std::erase_if(callback_jobs_, [&](const std::shared_ptr<PoolJob>& j) {
+    if (j->owner_ != owner) return false;
+    mine.push_back(j);
+    return true;
+  });
+  return mine;
 }
 
 std::size_t WorkerPool::kits_wanted() {
@@ -505,6 +518,7 @@ std::unique_ptr<WorkerPool::Worker> WorkerPool::start_process(std::string kit,
   lock.unlock();
   pid_t pid;
   try {
+    if (options_.before_fork) options_.before_fork();
     pid = fork_process();
   } catch (...) {
     lock.lock();

@@ -762,7 +762,7 @@ class Encoder {
       lua_pop(L_, 1);
     }
     if (!cls) return refuse_userdata(idx);
-    if (cls->process_local && t_for_another_process) {
+    if (t_for_another_process && (cls->process_local || (cls->can_cross && !cls->can_cross(L_, idx)))) {
       refused_ = cls->tname;
       cross_process_ = true;
       return false;

@@ -10,7 +10,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "plua/lua/codec.hpp"
 #include "plua/lua/errors.hpp"
 #include "plua/lua/lua.hpp"
+#include "plua/lua/process.hpp"
 #include "pool_worker.hpp"
 
 namespace plua::lua {
@@ -43,11 +46,18 @@ constexpr const char* kValueError = "ValueError";
 // A chunk's values sit on a worker's Lua stack at once: keep them well inside its limit.
 constexpr lua_Integer kMaxChunk = 50000;
 
+// One Lua state's handle of a pool. The state that made the pool holds the
+// creator handle (tag 0: it makes start kits, and its __gc terminates the
+// pool); a pool received from another thread gets a handle of its own, with
+// its own tag, so the callbacks of what it submits run in its state.
 struct PoolHandle {
   std::shared_ptr<WorkerPool> pool;
   pid_t owner = 0;
   bool threads = false;
+  std::uint64_t tag = 0;
 };
+
+std::atomic<std::uint64_t> g_next_tag{0};
 
 struct ResultHandle {
   std::shared_ptr<WorkerPool> pool;
@@ -201,16 +211,19 @@ void push_outcome_error(lua_State* L, const ChunkOutcome& o) {
       }
       lua_replace(L, err);
       lua_settop(L, tb);
-    } else {
+      lua_getfield(L, err, "traceback");
+      if (lua_isnil(L, -1)) {
+        lua_pushvalue(L, tb);
+        lua_setfield(L, err, "traceback");
+      }
       lua_pop(L, 1);
-    }
-    lua_getfield(L, err, "traceback");
-    if (lua_isnil(L, -1)) {
-      lua_pushvalue(L, tb);
-      lua_setfield(L, err, "traceback");
+      lua_settop(L, err);
+      return;
     }
     lua_pop(L, 1);
-  } else {
+  }
+  {
+    // Any other value (a table without a kind included): RemoteError holding it.
     const char* text = luaL_tolstring(L, err, nullptr);
     push_error_object(L, kRemoteError, text ? text : "?");
     lua_remove(L, -2);
@@ -269,8 +282,14 @@ void resolve(lua_State* L, int result_idx);
 // runs protected; the first error among them is raised afterwards.
 void service(lua_State* L, int pool_idx, PoolHandle& h) {
   pool_idx = lua_absindex(L, pool_idx);
-  for (std::size_t n = h.pool->kits_wanted(); n > 0; --n) h.pool->add_kit(make_kit(L, pool_idx, nullptr));
-  auto jobs = h.pool->take_callback_jobs();
+  if (h.tag == 0) {
+    for (std::size_t n = h.pool->kits_wanted(); n > 0; --n) {
+      std::optional<EncodingForAnotherProcess> for_workers;
+      if (!h.threads) for_workers.emplace();
+      h.pool->add_kit(make_kit(L, pool_idx, nullptr));
+    }
+  }
+  auto jobs = h.pool->take_callback_jobs(h.tag);
   if (jobs.empty()) return;
   int top = lua_gettop(L);
   get_private(L, pool_idx, "pending");
@@ -428,7 +447,7 @@ bool wait_result(lua_State* L, const char* op, const core::Deadline& deadline) {
   int pool_idx = lua_gettop(L);
   bool done = false;
   if (!r.is_map) {
-    done = wait_serving(L, pool_idx, h, op, [&] { return r.pool->wait_ready(*r.job, deadline); });
+    done = wait_serving(L, pool_idx, h, op, [&] { return r.pool->wait_ready(*r.job, deadline, h.tag); });
   } else {
     // A map's chunks are decoded as they arrive, while the others still run.
     for (;;) {
@@ -441,7 +460,7 @@ bool wait_result(lua_State* L, const char* op, const core::Deadline& deadline) {
         break;
       }
       if (call_core(L, op, [&] { return r.pool->has_outcome(*r.job, r.decoded); })) continue;
-      WorkerPool::Wake wake = call_core(L, op, [&] { return r.pool->wait_progress(*r.job, seen, deadline); });
+      WorkerPool::Wake wake = call_core(L, op, [&] { return r.pool->wait_progress(*r.job, seen, deadline, h.tag); });
       if (wake == WorkerPool::Wake::timeout) break;
     }
   }
@@ -510,15 +529,24 @@ struct Callbacks {
   bool any = false;
 };
 
-// Reads {callback=, error_callback=} at idx into the result's uservalue.
-Callbacks read_callbacks(lua_State* L, int idx, int result_idx) {
+// Reads {callback=, error_callback=} at idx into the result's uservalue;
+// arg is the argument's position as the caller wrote it, for errors.
+Callbacks read_callbacks(lua_State* L, int idx, int result_idx, int arg) {
   Callbacks cb;
   if (lua_isnoneornil(L, idx)) return cb;
   luaL_checktype(L, idx, LUA_TTABLE);
+  // Unknown options are mistakes (a misspelt callback would never run).
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+    if (!key || (std::strcmp(key, "callback") != 0 && std::strcmp(key, "error_callback") != 0))
+      luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
+  }
   for (const char* key : {"callback", "error_callback"}) {
     int t = lua_getfield(L, idx, key);
     if (t != LUA_TNIL && t != LUA_TFUNCTION && !luaL_getmetafield(L, -1, "__call"))
-      luaL_argerror(L, idx, (std::string(key) + " must be a function").c_str());
+      luaL_argerror(L, arg, (std::string(key) + " must be a function").c_str());
     if (t != LUA_TNIL && t != LUA_TFUNCTION) lua_pop(L, 1);
     if (t != LUA_TNIL) cb.any = true;
     set_private(L, result_idx, key);
@@ -574,7 +602,7 @@ void attach(lua_State* L, int pool_idx, PoolHandle& h, int result_idx, std::shar
 void submit(lua_State* L, int pool_idx, PoolHandle& h, int result_idx, const char* op,
             std::shared_ptr<const PoolFunction> fn, TaskMode mode, std::vector<std::string> payloads,
             bool callbacks) {
-  auto job = queue_work(L, op, [&] { return h.pool->submit(std::move(fn), mode, std::move(payloads), callbacks); });
+  auto job = queue_work(L, op, [&] { return h.pool->submit(std::move(fn), mode, std::move(payloads), callbacks, h.tag); });
   attach(L, pool_idx, h, result_idx, std::move(job), callbacks);
 }
 
@@ -641,15 +669,42 @@ std::string encode_items(lua_State* L, int list, lua_Integer first, lua_Integer 
   return message;
 }
 
-// The task function at idx: a function or a callable value (misuse is an
-// argument error here, not a failure in every worker).
-void check_task_function(lua_State* L, int idx) {
+// Carries a callable value to the workers: metatables do not travel, so the
+// value goes inside a function that gives a table its metatable back (once,
+// in each worker) and calls it.
+constexpr const char kCallableWrapper[] =
+    "local callable, metatable, getmetatable, setmetatable = ...\n"
+    "return function(...)\n"
+    "  if metatable ~= nil and getmetatable(callable) == nil then setmetatable(callable, metatable) end\n"
+    "  return callable(...)\n"
+    "end\n";
+
+// The task function at idx: a function, or a value whose __call is one
+// (misuse is an argument error here, not a failure in every worker). A
+// callable value is replaced at idx by the function that carries it (one per
+// value and pool handle, so it is cached like any function).
+void check_task_function(lua_State* L, int pool_idx, int idx) {
   if (lua_isfunction(L, idx)) return;
-  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TFUNCTION) luaL_typeerror(L, idx, "function");
+  lua_pop(L, 1);
+  get_private(L, pool_idx, "callables");
+  int cache = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, cache) != LUA_TFUNCTION) {
     lua_pop(L, 1);
-    return;
+    if (luaL_loadbufferx(L, kCallableWrapper, sizeof kCallableWrapper - 1, "=(pool callable)", "t") != LUA_OK)
+      lua_error(L);
+    lua_pushvalue(L, idx);
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) lua_pushnil(L);
+    lua_getglobal(L, "getmetatable");
+    lua_getglobal(L, "setmetatable");
+    lua_call(L, 4, 1);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, cache);
   }
-  luaL_typeerror(L, idx, "function");
+  lua_replace(L, idx);
+  lua_pop(L, 1);
 }
 
 // starmap's list: every element a table of arguments, checked before anything is sent.
@@ -666,12 +721,15 @@ void check_arg_lists(lua_State* L, int list, lua_Integer n) {
 // apply_async(f, args, [{callback=, error_callback=}]) -> AsyncResult
 int do_apply_async(lua_State* L, const char* op) {
   PoolHandle& h = check_pool(L, 1, op);
-  check_task_function(L, 2);
+  check_task_function(L, 1, 2);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 4);
   service(L, 1, h);
   int result = push_result(L, 1, false);
-  Callbacks cb = read_callbacks(L, 4, result);
+  Callbacks cb = read_callbacks(L, 4, result, 4);
+  // Worker processes: a value only this process can use is refused here, with its path.
+  std::optional<EncodingForAnotherProcess> for_workers;
+  if (!h.threads) for_workers.emplace();
   auto fn = pool_function(L, 1, h, 2);
   bool inline_fn = fn->id == 0;
   int base = lua_gettop(L);
@@ -701,19 +759,23 @@ int pool_apply(lua_State* L) {
 // Chunks of list (arg 3) for map-like calls; pushes the AsyncResult.
 int do_map_async(lua_State* L, const char* op, TaskMode mode) {
   PoolHandle& h = check_pool(L, 1, op);
-  check_task_function(L, 2);
+  check_task_function(L, 1, 2);
   lua_Integer n = check_list(L, 3);
   if (mode == TaskMode::starmap) check_arg_lists(L, 3, n);
+  int options_arg = 5;
   if (lua_type(L, 4) == LUA_TTABLE) {
     lua_settop(L, 4);
     lua_pushnil(L);
     lua_insert(L, 4);
+    options_arg = 4;
   }
   lua_settop(L, 5);
   lua_Integer size = check_chunksize(L, 4, n, h.pool->size(), 0);
   service(L, 1, h);
   int result = push_result(L, 1, true, n);
-  Callbacks cb = read_callbacks(L, 5, result);
+  Callbacks cb = read_callbacks(L, 5, result, options_arg);
+  std::optional<EncodingForAnotherProcess> for_workers;
+  if (!h.threads) for_workers.emplace();
   auto fn = pool_function(L, 1, h, 2);
   bool inline_fn = fn->id == 0;
   auto chunk_end = [&](lua_Integer first) { return first + size - 1 > n ? n : first + size - 1; };
@@ -727,7 +789,7 @@ int do_map_async(lua_State* L, const char* op, TaskMode mode) {
   // before anything is queued, so a value there that cannot travel starts nothing.
   std::string head = encode_items(L, 3, 1, size, 2, inline_fn);
   auto chunks = static_cast<std::size_t>(n / size + (n % size ? 1 : 0));
-  auto job = queue_work(L, op, [&] { return h.pool->open_job(std::move(fn), mode, chunks, cb.any); });
+  auto job = queue_work(L, op, [&] { return h.pool->open_job(std::move(fn), mode, chunks, cb.any, h.tag); });
   JobFeed feed(h.pool, job);
   call_core(L, op, [&] { feed.add(std::move(head)); });
   for (lua_Integer first = 1 + size; first <= n; first += size) {
@@ -764,7 +826,7 @@ int pool_starmap(lua_State* L) {
 int do_imap(lua_State* L, bool ordered) {
   const char* op = ordered ? "pool:imap" : "pool:imap_unordered";
   PoolHandle& h = check_pool(L, 1, op);
-  check_task_function(L, 2);
+  check_task_function(L, 1, 2);
   lua_Integer n = check_list(L, 3);
   lua_settop(L, 4);
   lua_Integer size = check_chunksize(L, 4, n, h.pool->size(), 1);
@@ -780,6 +842,8 @@ int do_imap(lua_State* L, bool ordered) {
   lua_setfield(L, -2, "buffer");
   lua_setiuservalue(L, iter, 1);
   it->ordered = ordered;
+  std::optional<EncodingForAnotherProcess> for_workers;
+  if (!h.threads) for_workers.emplace();
   auto fn = pool_function(L, 1, h, 2);
   std::vector<std::string> payloads;
   for (lua_Integer first = 1; first <= n; first += size) {
@@ -790,7 +854,7 @@ int do_imap(lua_State* L, bool ordered) {
   bool not_running = false;
   auto job = call_core(L, op, [&] {
     try {
-      return h.pool->submit(std::move(fn), TaskMode::map, std::move(payloads), false);
+      return h.pool->submit(std::move(fn), TaskMode::map, std::move(payloads), false, h.tag);
     } catch (const core::PoolNotRunning&) {
       not_running = true;
       return std::shared_ptr<PoolJob>();
@@ -835,7 +899,7 @@ int iterator_step(lua_State* L, const core::Deadline& deadline) {
       std::size_t seen = it->pool->arrivals(*it->job);
       if (it->ordered ? it->pool->has_outcome(*it->job, it->next) : seen > it->next)
         return WorkerPool::Wake::done;
-      WorkerPool::Wake w = it->pool->wait_progress(*it->job, seen, deadline);
+      WorkerPool::Wake w = it->pool->wait_progress(*it->job, seen, deadline, h.tag);
       if (w != WorkerPool::Wake::done) return w;
     }
   });
@@ -892,13 +956,13 @@ int pool_terminate(lua_State* L) {
 int pool_join(lua_State* L) {
   PoolHandle& h = check_pool(L, 1, "pool:join");
   if (h.pool->running()) raise_error(L, kValueError, "pool:join: Pool is still running");
-  wait_serving(L, 1, h, "pool:join", [&] { return h.pool->wait_finished(core::Deadline::never()); });
+  wait_serving(L, 1, h, "pool:join", [&] { return h.pool->wait_finished(core::Deadline::never(), h.tag); });
   call_core(L, "pool:join", [&] { h.pool->join(core::Deadline::never()); });
   service(L, 1, h);
   return 0;
 }
 
-// __close and __gc: as Python's __exit__, terminate; never raises. A copy
+// __close: as Python's __exit__, terminate (any handle); never raises. A copy
 // of the pool in a fork child is left alone (its workers are the parent's).
 int pool_gc(lua_State* L) {
   auto* h = static_cast<PoolHandle*>(luaL_checkudata(L, 1, kPoolType));
@@ -910,7 +974,12 @@ int pool_finalize(lua_State* L) {
   auto* h = static_cast<PoolHandle*>(luaL_checkudata(L, 1, kPoolType));
   // A fork child's copy may hold locks copied mid-use: it is leaked, never touched.
   if (h->owner != ::getpid()) return 0;
-  if (h->pool) h->pool->terminate();
+  if (h->pool) {
+    // Another thread's handle going away leaves the pool to its maker; the
+    // callbacks of what it submitted will never run.
+    if (h->tag == 0) h->pool->terminate();
+    else h->pool->take_callback_jobs(h->tag);
+  }
   h->~PoolHandle();
   return 0;
 }
@@ -948,6 +1017,47 @@ int pool_index(lua_State* L) {
   }
   lua_pushnil(L);
   return 1;
+}
+
+// Pushes a new handle of `pool` (set later by the caller when null) with its
+// private table: functions (weak keys, so a collected function releases its
+// message), callables (their carrying functions, weak keys), pending results.
+PoolHandle* push_pool_handle(lua_State* L, std::shared_ptr<WorkerPool> pool, bool threads, std::uint64_t tag) {
+  auto* h = static_cast<PoolHandle*>(lua_newuserdatauv(L, sizeof(PoolHandle), 1));
+  new (h) PoolHandle{};
+  h->pool = std::move(pool);
+  h->owner = ::getpid();
+  h->threads = threads;
+  h->tag = tag;
+  luaL_setmetatable(L, kPoolType);
+  lua_createtable(L, 0, 5);
+  for (const char* weak : {"functions", "callables"}) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, weak);
+  }
+  lua_newtable(L);
+  lua_setfield(L, -2, "pending");
+  lua_setiuservalue(L, -2, 1);
+  return h;
+}
+
+// ---- pools travel by reference between threads of one process ----
+
+void pool_write_ref(lua_State* L, int idx, std::string& out) {
+  PoolHandle& h = check_pool(L, idx, "pool");
+  if (!h.pool) luaL_error(L, "pool: the pool was collected");
+  write_shared_ref(out, h.pool);
+}
+
+// A received pool: a handle of this state's own (a tag of its own, no start kits).
+void pool_push_ref(lua_State* L, std::string_view ref) {
+  auto pool = take_shared_ref<WorkerPool>(L, ref, kPoolType);
+  bool threads = pool->kind() == WorkerPool::Kind::threads;
+  push_pool_handle(L, std::move(pool), threads, g_next_tag.fetch_add(1) + 1);
 }
 
 // Pool([processes] | {processes=, initializer=, initargs=, maxtasksperchild=})
@@ -995,26 +1105,16 @@ int make_pool(lua_State* L, bool threads) {
   luaL_argcheck(L, workers >= 1, 1, "Number of processes must be at least 1");
   luaL_argcheck(L, workers <= 4096, 1, "Number of processes must be at most 4096");
 
-  auto* h = static_cast<PoolHandle*>(lua_newuserdatauv(L, sizeof(PoolHandle), 1));
-  new (h) PoolHandle{};
-  h->owner = ::getpid();
-  h->threads = threads;
-  luaL_setmetatable(L, kPoolType);
+  PoolHandle* h = push_pool_handle(L, nullptr, threads, 0);
   int pool_idx = lua_gettop(L);
-  lua_createtable(L, 0, 4);
-  lua_newtable(L);  // functions: weak keys, so a collected function releases its message
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "functions");
-  lua_newtable(L);
-  lua_setfield(L, -2, "pending");
+  if (!lua_isnil(L, 2)) check_task_function(L, pool_idx, 2);
   lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "initializer");
+  set_private(L, pool_idx, "initializer");
   lua_pushvalue(L, 3);
-  lua_setfield(L, -2, "initargs");
-  lua_setiuservalue(L, pool_idx, 1);
+  set_private(L, pool_idx, "initargs");
+  // Worker processes: a value only this process can use is refused here, with its path.
+  std::optional<EncodingForAnotherProcess> for_workers;
+  if (!threads) for_workers.emplace();
 
   bool reusable = false;
   std::vector<std::string> kits;
@@ -1022,6 +1122,7 @@ int make_pool(lua_State* L, bool threads) {
   if (!reusable)
     for (lua_Integer i = 1; i < workers; ++i) kits.push_back(make_kit(L, pool_idx, nullptr));
 
+  for_workers.reset();
   WorkerPool::Options options;
   options.kind = threads ? WorkerPool::Kind::threads : WorkerPool::Kind::processes;
   options.workers = static_cast<std::size_t>(workers);
@@ -1032,6 +1133,7 @@ int make_pool(lua_State* L, bool threads) {
   };
   options.discard = &discard;
   options.interrupt_signal = threads ? pool_worker::interrupt_signal() : 0;
+  if (!threads) options.before_fork = &prepare_pool_worker;
   h->pool = call_core(L, op, [&] {
     return std::make_shared<WorkerPool>(std::move(options), std::move(kits), reusable);
   });
@@ -1122,6 +1224,8 @@ int luaopen_plua_pool(lua_State* L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
+  register_sendable_class(SendableClass{"pool", kPoolType, pool_write_ref, pool_push_ref,
+                                        drop_shared_ref<WorkerPool>, true});
   luaL_newlib(L, kFunctions);
   for (const char* kind : {kTimeoutError, kWorkerLostError, kRemoteError, kValueError}) {
     lua_pushstring(L, kind);

@@ -18,6 +18,7 @@
 #include "plua/lua/interrupt.hpp"
 #include "plua/lua/lua.hpp"
 #include "plua/lua/modules.hpp"
+#include "plua/lua/process.hpp"
 
 namespace plua::lua::pool_worker {
 namespace {
@@ -265,6 +266,7 @@ int interrupt_signal() {
 }
 
 int run(int in_fd, int out_fd, std::string kit, std::uint64_t max_tasks, bool own_process) {
+  if (own_process) become_pool_worker();
   lua_State* L = luaL_newstate();
   if (L == nullptr) return 1;
   luaL_openlibs(L);

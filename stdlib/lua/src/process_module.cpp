@@ -689,6 +689,42 @@ void become_spawned(const std::string& name, const std::vector<int>& identity, b
   std::lock_guard lock(g.mu);
   g.current = self;
   g.parent = parent;
+  // Only spawn starts a fresh process: as Python's, the child's context is set to it.
+  g.start_method = "spawn";
+  g.method_set = true;
+}
+
+namespace {
+// The number prepare_pool_worker took on this thread, for the worker it forks.
+thread_local int t_pool_worker_number = 0;
+}  // namespace
+
+void prepare_pool_worker() {
+  Globals& g = Globals::get();
+  std::lock_guard lock(g.mu);
+  t_pool_worker_number = ++g.counter;
+}
+
+void become_pool_worker() {
+  Globals& g = Globals::get();
+  std::lock_guard lock(g.mu);
+  StatePtr owner = g.current;
+  auto self = std::make_shared<ProcessState>();
+  self->role = ProcessState::Role::self;
+  self->identity = owner->identity;
+  self->identity.push_back(t_pool_worker_number);
+  // Python renames the worker's Process-1:2 to ForkPoolWorker-1:2.
+  self->name = "ForkPoolWorker" + default_name(self->identity).substr(std::strlen("Process"));
+  self->daemon = true;
+  auto parent = std::make_shared<ProcessState>();
+  parent->role = ProcessState::Role::parent;
+  parent->name = owner->get_name();
+  parent->identity = owner->identity;
+  parent->pid = ::getppid();
+  g.current = self;
+  g.parent = parent;
+  g.counter = 0;
+  g.children.clear();
 }
 
 std::string current_process_name() {

@@ -104,6 +104,8 @@ bool spawn_pass_fd(int fd) {
   return true;
 }
 
+bool spawn_collecting_fds() { return t_collecting != nullptr; }
+
 int spawn_take_inherited_fd(int pid, int fd) {
   std::lock_guard lock(g_inherited_mu);
   auto it = g_inherited.find({pid, fd});

@@ -416,6 +416,13 @@ void conn_write_ref(lua_State* L, int idx, std::string& out) {
   write_shared_ref(out, h->c);
 }
 
+// To another process only as a spawn child's inherited descriptor (a pool's
+// worker processes, for one, cannot receive it).
+bool conn_can_cross(lua_State* L, int idx) {
+  auto* h = static_cast<ConnHandle*>(luaL_testudata(L, idx, kConnectionType));
+  return h && h->c->fd() >= 0 && spawn_collecting_fds();
+}
+
 void conn_push_ref(lua_State* L, std::string_view ref) {
   if (!ref.empty() && ref[0] == 'L') {
     push_conn(L, take_shared_ref<Connection>(L, ref.substr(1), kConnectionType));
@@ -553,7 +560,8 @@ int luaopen_plua_queue(lua_State* L) {
   }
   lua_pop(L, 1);
   register_sendable_class(SendableClass{"queue", kQueueType, queue_write_ref, queue_push_ref, queue_drop_ref});
-  register_sendable_class(SendableClass{"queue", kConnectionType, conn_write_ref, conn_push_ref, conn_drop_ref});
+  register_sendable_class(SendableClass{"queue", kConnectionType, conn_write_ref, conn_push_ref, conn_drop_ref,
+                                        false, conn_can_cross});
   luaL_newlib(L, kFunctions);
   for (const char* kind : {kEmpty, kFull, kEOFError, kBrokenPipeError, kValueError, kOSError}) {
     lua_pushstring(L, kind);

@@ -26,6 +26,12 @@
 // otherwise each worker consumes one, and when they run out the pool asks the
 // owner for more (kits_wanted(), and waits return Wake::service).
 //
+// Owners: a pool may be used from several threads' Lua states. Each user
+// names itself with an owner id: a job's callbacks are taken, and a wait
+// wakes for service, only by the owner that submitted it. Owner 0 (the
+// default) is the state that made the pool: it alone is asked for start
+// kits.
+//
 // Thread-safety: every public method may be called from any thread; one
 // mutex guards all state. Lock order: the pool mutex, then nothing else
 // (forks and thread starts happen with it released).
@@ -99,6 +105,7 @@ class PoolJob {
   pool_wire::TaskMode mode_ = pool_wire::TaskMode::apply;
   std::optional<std::size_t> failure_;  // the first chunk that did not succeed
   bool callbacks_;
+  std::uint64_t owner_ = 0;  // who runs its callbacks (see "Owners" above)
   void (*discard_)(std::string_view) noexcept;
 };
 
@@ -120,6 +127,10 @@ class WorkerPool {
     // Threads: a signal whose handler interrupts the receiving thread's task
     // (sent to a worker thread by terminate); 0: none.
     int interrupt_signal = 0;
+    // Processes: called on the manager thread right before it forks a
+    // worker, with the pool unlocked (what it leaves in thread-local storage
+    // the worker's main sees); may be empty.
+    std::function<void()> before_fork;
   };
 
   // Work queued ahead of a busy worker stays under about this much time.
@@ -143,7 +154,7 @@ class WorkerPool {
   // Queues a job: one chunk per payload, all run with `fn` in `mode`.
   // Throws PoolNotRunning after close() or terminate().
   std::shared_ptr<PoolJob> submit(std::shared_ptr<const PoolFunction> fn, pool_wire::TaskMode mode,
-                                  std::vector<std::string> payloads, bool callbacks);
+                                  std::vector<std::string> payloads, bool callbacks, std::uint64_t owner = 0);
 
   // A job streamed chunk by chunk, so workers start on the first while the
   // owner still encodes the rest: open_job announces `chunks` chunks and
@@ -153,19 +164,20 @@ class WorkerPool {
   // cancels the job's callbacks (the owner gave up on it). open_job throws
   // PoolNotRunning after close() or terminate().
   std::shared_ptr<PoolJob> open_job(std::shared_ptr<const PoolFunction> fn, pool_wire::TaskMode mode,
-                                    std::size_t chunks, bool callbacks);
+                                    std::size_t chunks, bool callbacks, std::uint64_t owner = 0);
   void add_chunk(const std::shared_ptr<PoolJob>& job, std::string payload);
   void abandon(const std::shared_ptr<PoolJob>& job) noexcept;
 
   // How a wait ended. service: the owner has work to do first (callbacks to
   // run, start kits to make) and should wait again afterwards.
   enum class Wake { done, timeout, service };
-  // Waits until the job is ready (every chunk ended, or one failed).
-  Wake wait_ready(const PoolJob& job, const Deadline& deadline);
+  // Waits until the job is ready (every chunk ended, or one failed); service
+  // means work for `owner`.
+  Wake wait_ready(const PoolJob& job, const Deadline& deadline, std::uint64_t owner = 0);
   // Waits until more than `seen` chunks of the job have ended.
-  Wake wait_progress(const PoolJob& job, std::size_t seen, const Deadline& deadline);
+  Wake wait_progress(const PoolJob& job, std::size_t seen, const Deadline& deadline, std::uint64_t owner = 0);
   // Waits until the pool has shut down (after close() or terminate()).
-  Wake wait_finished(const Deadline& deadline);
+  Wake wait_finished(const Deadline& deadline, std::uint64_t owner = 0);
 
   bool ready(const PoolJob& job);
   // The first chunk that did not succeed, once there is one.
@@ -178,8 +190,8 @@ class WorkerPool {
   // or discard); a second take gets an empty payload.
   ChunkOutcome take(PoolJob& job, std::size_t chunk);
 
-  // Jobs with callbacks that became ready since the last call, in that order.
-  std::vector<std::shared_ptr<PoolJob>> take_callback_jobs();
+  // The owner's jobs with callbacks that became ready since its last call, in that order.
+  std::vector<std::shared_ptr<PoolJob>> take_callback_jobs(std::uint64_t owner = 0);
   // Start kits the pool is waiting for; add_kit hands one over.
   std::size_t kits_wanted();
   void add_kit(std::string kit);
@@ -229,9 +241,9 @@ class WorkerPool {
   void fail_pending(ChunkOutcome::Status status);
   void queue_chunk(const std::shared_ptr<PoolJob>& job, std::string payload);
   void wake() noexcept;
-  bool service_needed() const noexcept;
+  bool service_needed(std::uint64_t owner) const noexcept;
   template <class Pred>
-  Wake wait_for(const Deadline& deadline, Pred pred);
+  Wake wait_for(const Deadline& deadline, std::uint64_t owner, Pred pred);
 
   Options options_;
   std::atomic<std::uint64_t> next_function_{0};

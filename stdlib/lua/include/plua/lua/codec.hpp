@@ -100,6 +100,10 @@ struct SendableClass {
   // True when references are only valid in this process (write_shared_ref):
   // encoding one for another process is refused up front (see below).
   bool process_local = false;
+  // Optional, for a class that is not process_local: whether the object at
+  // idx can go to another process in the message being encoded; when not, it
+  // is refused there as a process_local one is (with its path).
+  bool (*can_cross)(lua_State* L, int idx) = nullptr;
 };
 
 // While one is alive, the calling thread's encode and encode_globals make

@@ -27,6 +27,14 @@ inline constexpr const char* kSpawnChildOption = "--plua-spawn-child";
 // state (running the child's own shutdown hooks) and exits with that status.
 int run_spawned_child(lua_State* L, const char* fd_text);
 
+// Pool worker processes are children of their owner as Python's are
+// (ForkPoolWorker-N). In the owner, on the thread about to fork a worker:
+// takes the next number of this process's children counter (shared with
+// Process names). In the worker, forked by that thread: current_process()
+// becomes "ForkPoolWorker-N" (daemon), parent_process() the owner.
+void prepare_pool_worker();
+void become_pool_worker();
+
 }  // namespace plua::lua
 
 namespace plua::lua {
@@ -37,6 +45,10 @@ namespace plua::lua {
 // child and returns true; otherwise it returns false (the object then
 // travels by in-process reference only).
 bool spawn_pass_fd(int fd);
+
+// True while a spawn start message is being encoded on the calling thread
+// (descriptors can then go with it).
+bool spawn_collecting_fds();
 
 // In a spawned child: the local descriptor for what was descriptor `fd` of
 // process `pid` when it spawned this child, or -1 if none was passed. The
