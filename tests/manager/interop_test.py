@@ -7,6 +7,8 @@
 2. A Python BaseManager client uses a queue plua serves (serve_forever): put,
    get, qsize, empty, full, Empty and Full as Python's own exceptions.
 3. A Python client with a wrong key gets AuthenticationError; the server goes on.
+   A value plua cannot decode (2**70, object()) is a RemoteError and the
+   proxy's connection goes on.
 4. The 3.12+ handshake ("{sha256}" challenge both ways), spoken by hand.
 5. A Python shutdown request ends serve_forever; the plua process exits 0.
 """
@@ -146,6 +148,15 @@ def python_client_with_plua_server():
             check(True, "a wrong key raises AuthenticationError")
         q.put("still serving")
         check(q.get() == "still serving", "the server goes on after a wrong key")
+        # Values plua cannot decode get a RemoteError, and the proxy's connection goes on.
+        from multiprocessing.managers import RemoteError
+        for what, value in (("an int beyond 64 bits", 2**70), ("an object()", object())):
+            try:
+                q.put(value)
+                check(False, f"{what} refused")
+            except RemoteError:
+                check(True, f"{what} is refused with RemoteError")
+            check(q.qsize() == 0, f"the connection goes on after {what}")
         sha256_handshake(port, b"k3y")
         q.put("left")
         del q

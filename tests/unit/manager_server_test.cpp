@@ -200,6 +200,39 @@ TEST_F(Fixture, GarbageFramesCloseOnlyTheirConnection) {
   EXPECT_EQ(good->call("get", {}), pk::Object(5));
 }
 
+// Python's serve_client answers a request it cannot unpickle with #TRACEBACK
+// and goes on: the frame was whole, so the stream is still in step.
+TEST_F(Fixture, AnUndecodableRequestGetsATracebackAndTheConnectionGoesOn) {
+  auto good = proxy();
+  EXPECT_EQ(good->call("qsize", {}), pk::Object(0));  // its own connection, open from here on
+  FrameConnection c = FrameConnection::connect_tcp("127.0.0.1", server->port(), Deadline::after(10));
+  answer_challenge(c, "abc", Deadline::after(10));
+  deliver_challenge(c, "abc", ChallengeForm::kTagged, Deadline::after(10));
+  c.send_bytes(pk::dumps(pk::tuple({pk::Object(), pk::str("accept_connection"), pk::tuple({pk::str("x")}),
+                                    pk::Object(pk::Dict{})})),
+               Deadline::after(10));
+  EXPECT_EQ(pk::loads(c.recv_bytes(Deadline::after(10))), pk::tuple({pk::str("#RETURN"), pk::Object()}));
+  auto call = [&](const std::string& method, std::vector<pk::Object> args) {
+    return pk::dumps(pk::tuple({pk::str(good->ident()), pk::str(method), pk::Object(pk::Tuple{std::move(args)}),
+                                pk::Object(pk::Dict{})}));
+  };
+  // A class outside the whitelist (Python's object()), an int beyond 64 bits,
+  // and bytes that are no pickle at all.
+  std::string put_object = "\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00(\x8c\x08builtins\x94\x8c\x06object\x94\x93\x94)\x81\x94.";
+  std::string big_int = "\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.";
+  for (const std::string& bad : {put_object, big_int, std::string("not a pickle")}) {
+    c.send_bytes(bad, Deadline::after(10));
+    pk::Object reply = pk::loads(c.recv_bytes(Deadline::after(10)));
+    ASSERT_TRUE(reply.is<pk::Tuple>());
+    EXPECT_EQ(reply.as<pk::Tuple>().items.at(0), pk::str("#TRACEBACK"));
+    c.send_bytes(call("put", {pk::Object(7)}), Deadline::after(10));
+    EXPECT_EQ(pk::loads(c.recv_bytes(Deadline::after(10))), pk::tuple({pk::str("#RETURN"), pk::Object()}));
+    c.send_bytes(call("get", {}), Deadline::after(10));
+    EXPECT_EQ(pk::loads(c.recv_bytes(Deadline::after(10))), pk::tuple({pk::str("#RETURN"), pk::Object(7)}));
+  }
+  expect_connections(2);
+}
+
 TEST_F(Fixture, ManyClientsAtOnce) {
   std::vector<std::future<void>> clients;
   for (int c = 0; c < 8; ++c)

@@ -338,9 +338,11 @@ void ManagerServer::serve_client(Session* s, FrameConnection& conn) {
     try {
       request = pickle::loads(raw);
     } catch (const pickle::PickleError& e) {
-      // The stream may no longer be trusted: say why, then close.
-      conn.send_bytes(reply_traceback("UnpicklingError", e.what()), Deadline::after(5));
-      return;
+      // The frame was whole, so the stream is still in step: say why and go
+      // on, as Python's serve_client does (only a bad frame ends the connection).
+      conn.send_bytes(reply_traceback("UnpicklingError", e.what()),
+                      Deadline::after(options_.handshake_timeout));
+      continue;
     }
     s->in_call = true;
     std::string answer = handle_call(request);

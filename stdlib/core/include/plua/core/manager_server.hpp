@@ -7,7 +7,8 @@
 // number_of_objects, shutdown and accept_connection, and for the last one goes
 // on serving method calls (ident, method, args, kwds) until the peer leaves.
 // A wrong key, a malformed/truncated/oversized frame or a vanished peer ends
-// that connection only. A peer that disconnects while its call blocks (a get
+// that connection only; a whole frame that is not a request it can decode
+// gets Python's #TRACEBACK reply and the connection goes on. A peer that disconnects while its call blocks (a get
 // with no timeout) has the call interrupted, so no item is taken for it later.
 #pragma once
 
