@@ -36,14 +36,7 @@ void open_modules(lua_State* L) { lua::preload_modules(L); }
 void shutdown_modules(lua_State* L) { lua::run_shutdown_hooks(L); }
 
 int traceback_handler(lua_State* L) {
-  const char* msg = lua_tostring(L, 1);
-  if (msg == nullptr) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, lua::push_error_text(L, 1), 1);
   return 1;
 }
 

@@ -326,7 +326,7 @@ row("thread", [[done:join(0/0)]], E"bad argument #1 to 'join' (timeout must be a
 row("thread", [[done:join(math.huge)]], E"bad argument #1 to 'join' (timeout must be finite; nil waits forever)")
 row("thread", [[done:join("soon")]], E"bad argument #1 to 'join' (number expected, got string)")
 row("thread", [[fresh:cancel()]], E"calling 'cancel' on bad self (not a Timer)")
-row("thread", [[done.ident = 5]], E"thread: cannot set field 'ident'")
+row("thread", [[done.ident = 5]], E"thread: field 'ident' is read-only")
 row("thread", [[done.name = {}]], E"bad argument #3 to 'newindex' (string expected, got table)")
 row("thread", [[done.start(42)]], E"bad argument #1 to 'start' (plua.thread.Thread expected, got number)")
 row("thread", [[thread.Timer()]], E"bad argument #1 to 'Timer' (number expected, got no value)")

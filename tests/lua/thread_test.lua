@@ -62,7 +62,26 @@ T.test("default names count up as Python's; name and daemon options", function()
   T.eq(a.daemon, false)
   c.name = "renamed"
   T.eq(c.name, "renamed")
-  T.raises(function() c.daemon = false end, "cannot set field 'daemon'")
+  c.daemon = false  -- before start, as Python's Thread.daemon
+  T.eq(c.daemon, false)
+  T.raises(function() c.daemon = 1 end, "boolean expected")
+  c:start()
+  c:join()
+  local err = T.raises_kind(function() c.daemon = true end, "RuntimeError")
+  T.ok(err.message:find("cannot set daemon status of active thread", 1, true), err.message)
+  T.raises(function() c.ident = 1 end, "field 'ident' is read-only")
+  T.raises(function() c.join = 1 end, "cannot replace method 'join'")
+end)
+
+T.test("a script's own fields on a Thread stay on that object", function()
+  local t = thread.Thread{}
+  T.eq(t.tag, nil)
+  t.tag = {1, 2}
+  t[1] = "x"
+  T.eq(t.tag[2], 2)
+  T.eq(t[1], "x")
+  t.tag = nil
+  T.eq(t.tag, nil)
 end)
 
 T.test("ident and native_id are nil before start, integers after", function()
@@ -77,6 +96,23 @@ T.test("ident and native_id are nil before start, integers after", function()
   T.eq(t.native_id, native)
   T.ok(native ~= thread.get_native_id(), "a different OS thread")
   T.ok(thread.get_ident() ~= ident)
+end)
+
+T.test("inside a new thread its own ident is set, even on a fresh OS thread", function()
+  for _ = 1, 3 do
+    local ts = {}
+    for i = 1, 16 do  -- more than the parked OS threads, so some start on new ones
+      ts[i] = thread.Thread{target = function()
+        local me = thread.current_thread()
+        return me.ident == thread.get_ident() and me.ident ~= 0
+      end}
+      ts[i]:start()
+    end
+    for i = 1, 16 do
+      ts[i]:join()
+      T.eq(ts[i]:result(), true, "thread " .. i)
+    end
+  end
 end)
 
 T.test("is_alive follows the thread, join times out while it runs", function()
@@ -235,6 +271,33 @@ T.test("an uncaught error prints 'Exception in thread NAME:' and a traceback", f
   T.ok(out:find(": boom\nstack traceback:\n", 1, true), out)
   T.ok(out:find("'inner'", 1, true), out)
   T.ok(out:find("main goes on", 1, true), out)
+end)
+
+T.test("an uncaught error object is printed as kind: message", function()
+  local out, code = run_child([[
+    local thread = require "thread"
+    local t = thread.Thread{target = function() error({kind = "ValueError", message = "bad value"}) end, name = "W"}
+    t:start()
+    t:join()
+  ]])
+  T.eq(code, 0)
+  T.ok(out:find("Exception in thread W:\nValueError: bad value\nstack traceback:\n", 1, true), out)
+end)
+
+T.test("daemon set before start: the program does not wait for the thread", function()
+  local time = require "time"
+  local t0 = time.monotonic()
+  local out, code = run_child([[
+    local thread = require "thread"
+    local lock = require "lock"
+    local t = thread.Thread{target = function(ev) ev:wait() end, args = {lock.Event()}}
+    t.daemon = true
+    t:start()
+    io.write("main done\n")
+  ]])
+  T.eq(code, 0)
+  T.eq(out, "main done\n")
+  T.ok(time.monotonic() - t0 < 20, "exited promptly")
 end)
 
 T.test("globals are a copy taken at start()", function()

@@ -148,6 +148,8 @@ void ThreadInternals::worker_loop(Worker* w) {
     Thread::Body body = std::move(w->body);
     w->handed.store(false, std::memory_order_relaxed);
     lock.unlock();
+    // Set here too: on a fresh OS thread the body may run before start() stores the ident.
+    thread->ident_.store(w->ident, std::memory_order_release);
     thread->native_id_.store(w->tid, std::memory_order_release);
     thread->run(body);
     // Parked before the joiner hears of the end, so a start() right after join() finds this worker.
@@ -279,6 +281,11 @@ void Thread::set_name(std::string name) {
   name_ = std::move(name);
 }
 
+void Thread::set_daemon(bool daemon) {
+  if (started()) throw ThreadStateError("cannot set daemon status of active thread");
+  daemon_.store(daemon, std::memory_order_release);
+}
+
 std::optional<std::uint64_t> Thread::ident() const {
   auto v = ident_.load(std::memory_order_acquire);
   if (v == 0 && !started()) return std::nullopt;
@@ -387,7 +394,7 @@ bool Thread::join_non_daemon(const Deadline& deadline, std::uint64_t group) {
       auto& reg = ThreadInternals::registry();
       std::lock_guard g(reg.mu);
       for (auto& t : reg.alive)
-        if (!t->daemon_ && t != tl_current && (t->group_ == group || t->group_ == 0)) {
+        if (!t->daemon() && t != tl_current && (t->group_ == group || t->group_ == 0)) {
           next = t;
           break;
         }

@@ -52,6 +52,33 @@ void raise_error(lua_State* L, std::string_view kind, std::string_view message) 
   throw;  // unreachable
 }
 
+const char* push_error_text(lua_State* L, int idx) {
+  idx = lua_absindex(L, idx);
+  int type = lua_type(L, idx);
+  if (type == LUA_TSTRING || type == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);  // a copy, so a number is not turned into a string in place
+    return lua_tostring(L, -1);
+  }
+  if (luaL_callmeta(L, idx, "__tostring")) {
+    if (lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  if (type == LUA_TTABLE && lua_getfield(L, idx, "kind") == LUA_TSTRING) {
+    const char* kind = lua_tostring(L, -1);
+    if (lua_getfield(L, idx, "message") == LUA_TNIL) {
+      lua_pop(L, 1);
+      return kind;
+    }
+    const char* message = luaL_tolstring(L, -1, nullptr);  // kind, message, its text
+    lua_pushfstring(L, "%s: %s", kind, message);
+    lua_replace(L, -4);
+    lua_pop(L, 2);
+    return lua_tostring(L, -1);
+  }
+  if (type == LUA_TTABLE) lua_pop(L, 1);
+  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
 bool is_error_kind(lua_State* L, int idx, std::string_view kind) {
   if (!lua_istable(L, idx)) return false;
   lua_getfield(L, idx, "kind");

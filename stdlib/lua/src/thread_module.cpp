@@ -35,6 +35,8 @@ char kGroupKey;
 // Uservalues of a Thread object in the state that created it.
 constexpr int kTargetSlot = 1;
 constexpr int kArgsSlot = 2;
+// The fields a script sets on the object (this state's only), as a Python Thread's attributes.
+constexpr int kAttrsSlot = 3;
 
 // A Lua Thread object: the shared core thread, and what only its creator knows.
 struct Box {
@@ -84,7 +86,7 @@ void push_thread(lua_State* L, const std::shared_ptr<core::Thread>& thread) {
     return;
   }
   lua_pop(L, 1);
-  auto* box = static_cast<Box*>(lua_newuserdatauv(L, sizeof(Box), 2));
+  auto* box = static_cast<Box*>(lua_newuserdatauv(L, sizeof(Box), 3));
   new (box) Box{thread};
   luaL_setmetatable(L, kThread);
   lua_pushvalue(L, -1);
@@ -104,16 +106,7 @@ struct RunContext {
 // raised, and keeps the error value itself for :result().
 int capture_error(lua_State* L) {
   auto* ctx = static_cast<RunContext*>(lua_touserdata(L, lua_upvalueindex(1)));
-  // A copy, so that a number error is not turned into a string in place.
-  lua_pushvalue(L, 1);
-  const char* msg = lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, -1) : nullptr;
-  if (msg == nullptr) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  ctx->outcome.message = msg;
+  ctx->outcome.message = pl::push_error_text(L, 1);
   luaL_traceback(L, L, nullptr, 1);
   ctx->outcome.traceback = lua_tostring(L, -1);
   lua_settop(L, 1);
@@ -439,7 +432,12 @@ constexpr luaL_Reg kMethods[] = {
 // Fields: name, ident, native_id, daemon; then the methods.
 int thread_index(lua_State* L) {
   core::Thread& t = check_thread(L, 1);
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    if (lua_getiuservalue(L, 1, kAttrsSlot) != LUA_TTABLE) return 0;
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    return 1;
+  }
   const char* key = lua_tostring(L, 2);
   std::string_view k(key);
   if (k == "name") {
@@ -461,6 +459,8 @@ int thread_index(lua_State* L) {
   }
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "methods");
+  if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
+  if (lua_getiuservalue(L, 1, kAttrsSlot) != LUA_TTABLE) return 0;
   lua_getfield(L, -1, key);
   return 1;
 }
@@ -468,12 +468,35 @@ int thread_index(lua_State* L) {
 // Only .name may be changed (daemon is fixed at creation, as in Thread{daemon=}).
 int thread_newindex(lua_State* L) {
   core::Thread& t = check_thread(L, 1);
-  const char* key = luaL_checkstring(L, 2);
-  if (std::string_view(key) == "name") {
-    t.set_name(luaL_checkstring(L, 3));
-    return 0;
+  lua_settop(L, 3);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char* key = lua_tostring(L, 2);
+    std::string_view k(key);
+    if (k == "name") {
+      t.set_name(luaL_checkstring(L, 3));
+      return 0;
+    }
+    if (k == "daemon") {
+      luaL_checktype(L, 3, LUA_TBOOLEAN);
+      bool daemon = lua_toboolean(L, 3);
+      pl::call_core(L, "thread.daemon", [&] { t.set_daemon(daemon); });
+      return 0;
+    }
+    if (k == "ident" || k == "native_id") return luaL_error(L, "thread: field '%s' is read-only", key);
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    if (lua_getfield(L, -1, key) != LUA_TNIL) return luaL_error(L, "thread: cannot replace method '%s'", key);
+    lua_settop(L, 3);
   }
-  return luaL_error(L, "thread: cannot set field '%s'", key);
+  if (lua_getiuservalue(L, 1, kAttrsSlot) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, kAttrsSlot);
+  }
+  lua_insert(L, 2);  // attrs, key, value
+  lua_settable(L, 2);
+  return 0;
 }
 
 // <Thread(NAME, initial|started IDENT|stopped IDENT[, daemon])>, as Python's repr.

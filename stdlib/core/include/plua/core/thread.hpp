@@ -82,7 +82,9 @@ class Thread : public std::enable_shared_from_this<Thread> {
   bool started() const noexcept { return state_.load(std::memory_order_acquire) != State::created; }
   bool is_alive() const noexcept { return state_.load(std::memory_order_acquire) == State::running; }
   bool finished() const noexcept { return state_.load(std::memory_order_acquire) == State::finished; }
-  bool daemon() const noexcept { return daemon_; }
+  bool daemon() const noexcept { return daemon_.load(std::memory_order_acquire); }
+  // Before start() only, as Python's Thread.daemon; throws ThreadStateError after.
+  void set_daemon(bool daemon);
   std::uint64_t group() const noexcept { return group_; }
   bool is_timer() const noexcept { return timer_; }
   bool is_main() const noexcept { return main_; }
@@ -148,7 +150,7 @@ class Thread : public std::enable_shared_from_this<Thread> {
   void forget_current() noexcept;
   void mark_finished() noexcept;
 
-  const bool daemon_;
+  std::atomic<bool> daemon_;
   const bool timer_;
   const bool main_;
   const std::uint64_t group_;

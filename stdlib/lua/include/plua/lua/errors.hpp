@@ -23,6 +23,12 @@ void push_error_object(lua_State* L, std::string_view kind, std::string_view mes
 // Raises a new error object of `kind`.
 [[noreturn]] void raise_error(lua_State* L, std::string_view kind, std::string_view message);
 
+// Pushes the text that reports the error value at idx (as lua.c's message
+// handler): a string or number as it is, else its __tostring, else
+// "kind: message" for a table with a string `kind` (an error object without
+// its metatable), else "(error object is a T value)". Returns the text.
+const char* push_error_text(lua_State* L, int idx);
+
 // True if the value at idx is an error object of the given kind.
 bool is_error_kind(lua_State* L, int idx, std::string_view kind);
 
