@@ -284,22 +284,6 @@ T.test("an uncaught error object is printed as kind: message", function()
   T.ok(out:find("Exception in thread W:\nValueError: bad value\nstack traceback:\n", 1, true), out)
 end)
 
-T.test("daemon set before start: the program does not wait for the thread", function()
-  local time = require "time"
-  local t0 = time.monotonic()
-  local out, code = run_child([[
-    local thread = require "thread"
-    local lock = require "lock"
-    local t = thread.Thread{target = function(ev) ev:wait() end, args = {lock.Event()}}
-    t.daemon = true
-    t:start()
-    io.write("main done\n")
-  ]])
-  T.eq(code, 0)
-  T.eq(out, "main done\n")
-  T.ok(time.monotonic() - t0 < 20, "exited promptly")
-end)
-
 T.test("globals are a copy taken at start()", function()
   counter = 1
   local go = lock.Event()
@@ -529,7 +513,7 @@ T.test("misuse is an argument error", function()
     "cannot send a thread")
 end)
 
-T.test("at exit non-daemon threads are joined, daemon threads are not waited for", function()
+T.test("at exit non-daemon threads are joined, daemon threads (by option or field) are not waited for", function()
   local time = require "time"
   local t0 = time.monotonic()
   local out, code = run_child([[
@@ -538,6 +522,9 @@ T.test("at exit non-daemon threads are joined, daemon threads are not waited for
     local never = lock.Event()
     local d = thread.Thread{target = function(ev) ev:wait() end, args = {never}, daemon = true}
     d:start()
+    local d2 = thread.Thread{target = function(ev) ev:wait() end, args = {never}}
+    d2.daemon = true  -- set before start, as in Python
+    d2:start()
     local t = thread.Thread{target = function() thread.sleep(0.2); io.write("worker done\n") end}
     t:start()
     io.write("main done\n")
