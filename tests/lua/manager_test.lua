@@ -118,6 +118,34 @@ T.test("misuse is an argument error", function()
   T.raises(function() p:put(coroutine.create(print)) end, "cannot send")
 end)
 
+T.test("a value that cannot travel is refused before sending, naming the call and where it is", function()
+  local m <close>, q = serving()
+  local p = m:get_q()
+  local function message(f)
+    local ok, err = pcall(f)
+    T.ok(not ok, "refused")
+    return (tostring(err):gsub("^[^:]*:%d+: ", ""))  -- without the caller's position
+  end
+  T.eq(message(function() p:put({1, {a = {f = function() end}}}) end),
+    "proxy:put: cannot send a function value to a manager at value[1][2].a.f")
+  T.eq(message(function() p:put({x = queue.Queue()}) end),
+    "proxy:put: cannot send a plua.Queue to a manager at value[1].x")
+  T.eq(message(function() p:put({1, {a = {co = coroutine.create(print)}}}) end),
+    "proxy:put: cannot send a thread (coroutine) value to a manager at value[1][2].a.co")
+  T.eq(message(function() p:put_nowait({["not a name"] = {io.stdout}}) end),
+    "proxy:put_nowait: cannot send a FILE* to a manager at value[1][\"not a name\"][1]")
+  T.eq(message(function() p:put(print) end), "proxy:put: cannot send a function value to a manager at value[1]")
+  local keyed = {}
+  keyed[print] = 1
+  T.eq(message(function() p:put({k = keyed}) end),
+    "proxy:put: cannot send a function value to a manager at value[1].k (a key)")
+  -- Shared and cyclic tables are walked once; what is plain still travels.
+  local shared = {1, 2}
+  p:put({shared, shared})
+  T.deep(q:get(), {{1, 2}, {1, 2}})
+  T.eq(q:qsize(), 0, "nothing refused was sent")
+end)
+
 T.test("start needs callables that return queues", function()
   local m = manager.BaseManager{address = {"127.0.0.1", 0}, authkey = "k"}
   m:register("bad", function() return 5 end)

@@ -3,10 +3,13 @@
 // registered names return. The wire, the server and the client are core
 // (manager_server.hpp, manager_client.hpp); values cross as Lua -> codec
 // message -> core::Value -> pickle, and back.
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "plua/core/codec_format.hpp"
@@ -33,9 +36,108 @@ constexpr double kConnectTimeout = 20.0;
 
 // ---------------------------------------------------------------- values
 
+// How a key shows in a path, as the codec writes it: .name, ["text"], [n].
+std::string key_segment(lua_State* L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, idx, &len);
+      bool name = len > 0 && !std::isdigit(static_cast<unsigned char>(s[0]));
+      for (size_t i = 0; i < len && name; ++i) name = std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_';
+      if (name) return "." + std::string(s, len);
+      std::string out = "[\"";
+      for (size_t i = 0; i < len; ++i) {
+        if (i == 40) {
+          out += "...";
+          break;
+        }
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c == '"' || c == '\\') {
+          out += '\\';
+          out += static_cast<char>(c);
+        } else if (c < 32 || c >= 127) {
+          out += "\\" + std::to_string(c);
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      return out + "\"]";
+    }
+    case LUA_TNUMBER: {
+      char buf[64];
+      if (lua_isinteger(L, idx))
+        std::snprintf(buf, sizeof buf, "[%lld]", static_cast<long long>(lua_tointeger(L, idx)));
+      else
+        std::snprintf(buf, sizeof buf, "[%.14g]", static_cast<double>(lua_tonumber(L, idx)));
+      return buf;
+    }
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) ? "[true]" : "[false]";
+    default:
+      return std::string("[<") + luaL_typename(L, idx) + ">]";
+  }
+}
+
+// What a value that cannot go to a manager is, or "" for one that can (as
+// far as this level goes: tables are walked by find_unsendable).
+std::string unsendable_name(lua_State* L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TFUNCTION:
+      return "function value";
+    case LUA_TTHREAD:
+      return "thread (coroutine) value";
+    case LUA_TLIGHTUSERDATA:
+      return "light userdata value";
+    case LUA_TUSERDATA: {
+      // A plua object or a library's userdata, by its class name when it has one.
+      std::string name = "userdata value";
+      if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
+        if (lua_type(L, -1) == LUA_TSTRING) name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+      }
+      return name;
+    }
+    default:
+      return {};
+  }
+}
+
+// Walks the value at idx (absolute) for the first thing that is not plain
+// data; on finding one, sets `what` and `path` and returns true. Tables are
+// visited once each (shared and cyclic ones too); very deep ones are left to
+// the codec, which refuses them itself.
+bool find_unsendable(lua_State* L, int idx, std::string& path, std::string& what,
+                     std::unordered_set<const void*>& seen, int depth) {
+  what = unsendable_name(L, idx);
+  if (!what.empty()) return true;
+  if (lua_type(L, idx) != LUA_TTABLE || depth > core::codec::kMaxDepth) return false;
+  if (!seen.insert(lua_topointer(L, idx)).second) return false;
+  luaL_checkstack(L, 3, "value nested too deeply");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int key = lua_gettop(L) - 1, value = key + 1;
+    what = unsendable_name(L, key);
+    if (!what.empty()) {
+      path += " (a key)";
+      lua_pop(L, 2);
+      return true;
+    }
+    std::size_t at = path.size();
+    path += key_segment(L, key);
+    if (find_unsendable(L, value, path, what, seen, depth + 1)) {
+      lua_pop(L, 2);
+      return true;
+    }
+    path.resize(at);
+    lua_pop(L, 1);
+  }
+  return false;
+}
+
 // A Lua value as a Python one, through the codec's plain-data bridge; `op`
-// names the call in the error for a value that is not plain data.
-pk::Object to_python(lua_State* L, int idx, const char* op) {
+// names the call, and `position` the value among the call's values, in the
+// error for a value that is not plain data.
+pk::Object to_python(lua_State* L, int idx, const char* op, int position = 1) {
   // Scalars skip the codec round trip: the same Value, made directly.
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -55,6 +157,14 @@ pk::Object to_python(lua_State* L, int idx, const char* op) {
     }
     default:
       break;
+  }
+  {
+    // Refused before anything is encoded, with the place it was found.
+    idx = lua_absindex(L, idx);
+    std::string path = "value[" + std::to_string(position) + "]", what;
+    std::unordered_set<const void*> seen;
+    if (find_unsendable(L, idx, path, what, seen, 1))
+      luaL_error(L, "%s: cannot send a %s to a manager at %s", op, what.c_str(), path.c_str());
   }
   std::string message = encode(L, idx, 1, "value");
   std::vector<core::Value> values;
@@ -177,7 +287,7 @@ int proxy_generic(lua_State* L) {
   ProxyHandle* p = check_proxy(L);
   std::vector<pk::Object> args;
   std::string op = std::string("proxy:") + method;
-  for (int i = 2; i <= lua_gettop(L); ++i) args.push_back(to_python(L, i, op.c_str()));
+  for (int i = 2; i <= lua_gettop(L); ++i) args.push_back(to_python(L, i, op.c_str(), i - 1));
   return proxy_call(L, p, op.c_str(), method, std::move(args));
 }
 
