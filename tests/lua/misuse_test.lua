@@ -650,9 +650,11 @@ row("manager", [[m:register("q", function() return 42 end); m:start()]],
   E"manager:start: the callable registered as 'q' must return a queue.Queue (got number)")
 row("manager", [[srv:register("other")]], E"manager:register: the server is already running", [[return px:qsize() == 0]])
 row("manager", [[srv:start()]], E"manager:start: the server is already running", [[return px:qsize() == 0]])
-row("manager", [[px:put(co)]], E"cannot send a thread (coroutine) value at value[1]",
+row("manager", [[px:put(co)]], E"proxy:put: cannot send a thread (coroutine) value to a manager at value[1]",
   [[px:put(1); return px:qsize() == 1 and served:get() == 1]])
-row("manager", [[px:put({f})]], E"proxy:put: cannot send this value to a manager: cannot convert a function",
+row("manager", [[px:put({f})]], E"proxy:put: cannot send a function value to a manager at value[1][1]",
+  [[px:put(1); return px:qsize() == 1 and served:get() == 1]])
+row("manager", [[px:put({q = served})]], E"proxy:put: cannot send a plua.Queue to a manager at value[1].q",
   [[px:put(1); return px:qsize() == 1 and served:get() == 1]])
 row("manager", [[px:put(1, "yes")]], E"bad argument #2 to 'put' (boolean expected, got string)", [[return px:qsize() == 0]])
 row("manager", [[px:get(true, -1)]], E"bad argument #2 to 'get' (timeout must be a non-negative number)")
