@@ -500,6 +500,7 @@ row("queue", [[queue.wait({42})]], E"bad argument #1 to 'wait' (objects must be 
 row("queue", [[queue.wait({p})]], E"bad argument #1 to 'wait' (objects must be Connections, Queues or started child Processes)")
 row("queue", [[queue.wait({q}, -1)]], E"bad argument #2 to 'wait' (timeout must be a non-negative number)")
 row("queue", [[queue.wait({released})]], E"bad argument #1 to 'wait' (a queue handle was released)")
+row("queue", [[b:close(); queue.wait({a, b}, 0)]], K("OSError", "queue.wait: objects[2] is a closed connection"))
 
 -- ---------------------------------------------------------------- process
 
@@ -536,6 +537,8 @@ row("process", [[use_spawn(); process.Process{target = f, args = {st}}:start()]]
   E"cannot send a plua.shared.table to another process at process[2][1]")
 row("process", [[use_spawn(); process.Process{target = f, args = {loc}}:start()]],
   E"to another process at process[2][1]")
+row("process", [[use_spawn(); process.Process{target = f, args = {tp}}:start()]],
+  E"cannot send a plua.Pool to another process at process[2][1]", [[return tp:apply(f, {5}) == 5]])
 
 -- ---------------------------------------------------------------- pool
 
@@ -558,9 +561,16 @@ row("pool", [[tp:apply(f, 42)]], E"bad argument #2 to 'apply' (table expected, g
 row("pool", [[tp:apply(f, {co})]], E"cannot send a thread (coroutine) value at args[1]", [[return tp:apply(f, {5}) == 5]])
 row("pool", [[tp:apply(badfn)]], E"cannot send a thread (coroutine) value at f[1]<upvalue c>", [[return tp:apply(f, {5}) == 5]])
 row("pool", [[pp:apply(f, {file})]], E"cannot send a userdata (FILE*) value at args[1]", [[return pp:apply(f, {5}) == 5]])
+row("pool", [[pp:apply(f, {{conn = a}})]], E"cannot send a plua.Connection to another process at args[1].conn",
+  [[return pp:apply(f, {5}) == 5]])
+row("pool", [[pp:map(f, {1, st})]], E"cannot send a plua.shared.table to another process at list[2]",
+  [[return pp:map(f, {5})[1] == 5]])
+row("pool", [[tp:apply(setmetatable({}, {__call = 42}))]], E"bad argument #1 to 'apply' (function expected, got table)",
+  [[return tp:apply(setmetatable({}, {__call = function(_, x) return x end}), {5}) == 5]])
 row("pool", [[tp:apply_async(f, {}, 42)]], E"bad argument #3 to 'apply_async' (table expected, got number)")
 row("pool", [[tp:apply_async(f, {}, {callback = 42})]], E"bad argument #3 to 'apply_async' (callback must be a function)")
 row("pool", [[tp:apply_async(f, {}, {error_callback = "x"})]], E"bad argument #3 to 'apply_async' (error_callback must be a function)")
+row("pool", [[tp:apply_async(f, {}, {callbak = f})]], E"bad argument #3 to 'apply_async' (unknown option 'callbak')")
 row("pool", [[tp:map(f, 42)]], E"bad argument #2 to 'map' (table expected, got number)")
 row("pool", [[tp:map(42, {1})]], E"bad argument #1 to 'map' (function expected, got number)")
 row("pool", [[tp:map(f, {1}, 0)]], E"bad argument #3 to 'map' (chunksize must be a positive integer)")
@@ -568,6 +578,8 @@ row("pool", [[tp:map(f, {1}, 1.5)]], E"bad argument #3 to 'map' (number has no i
 row("pool", [[tp:map(f, {1, co})]], E"cannot send a thread (coroutine) value at list[2]",
   [[return tp:map(f, {1, 2})[2] == 2]])
 row("pool", [[tp:map_async(f, {1}, nil, {callback = 1})]], E"bad argument #4 to 'map_async' (callback must be a function)")
+row("pool", [[tp:map_async(f, {1}, nil, {error_calback = f})]], E"bad argument #4 to 'map_async' (unknown option 'error_calback')")
+row("pool", [[tp:map_async(f, {1}, {calback = f})]], E"bad argument #3 to 'map_async' (unknown option 'calback')")
 row("pool", [[tp:starmap(f, {1, 2})]], E"bad argument #2 to 'starmap' (every element must be a table of arguments; [1] is a number)")
 row("pool", [[tp:starmap_async(f, {{1}, "x"})]], E"bad argument #2 to 'starmap_async' (every element must be a table of arguments; [2] is a string)")
 row("pool", [[tp:imap(f, 42)]], E"bad argument #2 to 'imap' (table expected, got number)")
