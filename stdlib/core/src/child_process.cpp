@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <system_error>
 
@@ -135,9 +137,34 @@ void ChildProcess::send_signal(int sig) {
     throw std::system_error(errno, std::generic_category(), "pidfd_send_signal");
 }
 
+namespace {
+// Lock-free, so registering never waits for a fork in progress.
+constexpr int kMaxOuterHandlers = 8;
+std::atomic<const OuterForkHandlers*> g_outer[kMaxOuterHandlers];
+std::atomic<int> g_outer_count{0};
+
+int outer_count() { return std::min(g_outer_count.load(std::memory_order_acquire), kMaxOuterHandlers); }
+}  // namespace
+
+void add_outer_fork_handlers(const OuterForkHandlers& handlers) {
+  for (int i = 0; i < outer_count(); ++i)
+    if (const OuterForkHandlers* h = g_outer[i].load(std::memory_order_acquire);
+        h && h->prepare == handlers.prepare && h->parent == handlers.parent && h->child == handlers.child)
+      return;
+  int slot = g_outer_count.fetch_add(1, std::memory_order_acq_rel);
+  if (slot >= kMaxOuterHandlers) {
+    std::fprintf(stderr, "plua: too many outer fork handlers\n");
+    std::abort();
+  }
+  g_outer[slot].store(new OuterForkHandlers(handlers), std::memory_order_release);  // never freed
+}
+
 pid_t fork_process() {
   std::fflush(nullptr);
   ChildRegistry::get();  // installs the fork handlers before the first fork
+  int outer = outer_count();
+  for (int i = 0; i < outer; ++i)
+    if (const OuterForkHandlers* h = g_outer[i].load(std::memory_order_acquire)) h->prepare();
   // The child's copies of arena references are counted before it exists.
   fork_tracked::before_fork();
   pid_t pid = ::fork();
@@ -147,6 +174,8 @@ pid_t fork_process() {
   } else {
     fork_tracked::after_fork_parent(pid < 0);
   }
+  for (int i = outer - 1; i >= 0; --i)
+    if (const OuterForkHandlers* h = g_outer[i].load(std::memory_order_acquire)) pid == 0 ? h->child() : h->parent();
   if (pid < 0) throw std::system_error(saved, std::generic_category(), "fork");
   return pid;
 }

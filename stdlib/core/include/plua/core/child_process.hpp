@@ -84,6 +84,18 @@ std::size_t tracked_children();
 void add_fork_child_exit_hook(void (*fn)());
 void run_fork_child_exit_hooks() noexcept;
 
+// Handlers fork_process runs outside everything else it holds across fork():
+// prepare runs first, before any of our registries is locked, so it may wait
+// for a lock whose holder needs one of those registries to let go (a
+// shared.table's); parent and child run last. Process-wide, idempotent, at
+// most 8 sets; prepare handlers run in registration order, the others in reverse.
+struct OuterForkHandlers {
+  void (*prepare)();
+  void (*parent)();
+  void (*child)();
+};
+void add_outer_fork_handlers(const OuterForkHandlers& handlers);
+
 // The pid this process had when it last forked or started (cheap; updated in
 // fork children).
 pid_t current_pid() noexcept;
