@@ -241,6 +241,24 @@ TEST(Semaphore, CountsAndBounds) {
   EXPECT_EQ(u.value(), 3);
 }
 
+TEST(Semaphore, CountNeverOverflows) {
+  constexpr std::int64_t kMax = INT64_MAX;
+  Semaphore s(kMax - 1, false);
+  s.release();
+  EXPECT_EQ(s.value(), kMax);
+  EXPECT_THROW(s.release(), SemaphoreError);
+  EXPECT_EQ(s.value(), kMax);
+  Semaphore one(1, false);
+  EXPECT_THROW(one.release(kMax), SemaphoreError);
+  EXPECT_EQ(one.value(), 1);
+  Semaphore bounded(kMax, true);
+  EXPECT_EQ(bounded.acquire(false, Deadline::never()), Acquire::acquired);
+  EXPECT_THROW(bounded.release(2), SemaphoreError);
+  EXPECT_EQ(bounded.value(), kMax - 1);
+  bounded.release();
+  EXPECT_EQ(bounded.value(), kMax);
+}
+
 TEST(Semaphore, UnitsOfAKilledHolderComeBack) {
   Semaphore s(1, false);
   pid_t pid = fork_holder([&] { s.acquire(true, Deadline::never()); });

@@ -65,7 +65,9 @@ void Semaphore::release(std::int64_t n) {
   const ProcessId me = ProcessId::self();
   {
     SharedLockGuard g(s.mu);
-    if (s.bounded && s.value + n > s.initial) throw SemaphoreError("Semaphore released too many times");
+    // value <= initial for a bounded one, so these differences cannot overflow.
+    if (s.bounded && n > s.initial - s.value) throw SemaphoreError("Semaphore released too many times");
+    if (n > INT64_MAX - s.value) throw SemaphoreError("Semaphore value would overflow (more than math.maxinteger)");
     s.value += n;
     std::int64_t left = n;
     for (SemaphoreHolder& h : s.holders)

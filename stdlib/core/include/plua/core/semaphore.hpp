@@ -18,7 +18,8 @@
 
 namespace plua::core {
 
-// Python's ValueError for a bounded semaphore released too many times.
+// Python's ValueError for a bounded semaphore released too many times, or a
+// count that would overflow.
 class SemaphoreError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -48,7 +49,8 @@ class Semaphore {
   explicit Semaphore(SharedRef<SemaphoreState> s) noexcept : s_(std::move(s)) {}
 
   Acquire acquire(bool blocking, const Deadline& deadline);
-  // Adds n units (n >= 1); a bounded semaphore throws SemaphoreError past its initial value.
+  // Adds n units (n >= 1); throws SemaphoreError past a bounded semaphore's
+  // initial value, or when the count would pass INT64_MAX (nothing is added).
   void release(std::int64_t n = 1);
   std::int64_t value() const;
   bool bounded() const noexcept { return s_->bounded; }
