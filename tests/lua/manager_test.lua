@@ -146,6 +146,22 @@ T.test("a value that cannot travel is refused before sending, naming the call an
   T.eq(q:qsize(), 0, "nothing refused was sent")
 end)
 
+T.test("over the 64 MiB frame limit: a put is refused before sending, a get still delivers", function()
+  local m <close>, q = serving()
+  local p = m:get_q()
+  local ok, err = pcall(p.put, p, string.rep("b", 70 * 1024 * 1024))
+  T.ok(not ok)
+  T.ok(tostring(err):find("^proxy:put: the request is %d+ bytes pickled, over the manager frame limit of 67108864 bytes"),
+    tostring(err))
+  T.eq(p:qsize(), 0, "nothing was sent and the proxy goes on")
+  q:put(string.rep("c", 70 * 1024 * 1024))
+  q:put("next")
+  local got = p:get()
+  T.eq(#got, 70 * 1024 * 1024, "a reply over the limit is accepted: the item is not lost")
+  T.eq(p:get(), "next")
+  T.eq(q:qsize(), 0)
+end)
+
 T.test("start needs callables that return queues", function()
   local m = manager.BaseManager{address = {"127.0.0.1", 0}, authkey = "k"}
   m:register("bad", function() return 5 end)

@@ -11,6 +11,8 @@
    proxy's connection goes on.
 4. The 3.12+ handshake ("{sha256}" challenge both ways), spoken by hand.
 5. A Python shutdown request ends serve_forever; the plua process exits 0.
+6. A plua client gets an item over 64 MiB from a Python server, and refuses
+   to send one (a plua server would drop the connection over it).
 """
 import hmac
 import os
@@ -171,9 +173,41 @@ def python_client_with_plua_server():
         server.wait()
 
 
+def plua_client_with_python_server():
+    """Python's server has no frame limit: a plua client takes an item over
+    64 MiB from it (replies of any size are accepted), and refuses to send one."""
+    import threading
+    big = queue.Queue()
+    big.put(b"x" * (70 << 20))
+
+    class BigManager(BaseManager):
+        pass
+
+    BigManager.register("get_queue", callable=lambda: big)
+    m = BigManager(address=("127.0.0.1", 0), authkey=b"k3y")
+    server = m.get_server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = f"""
+local manager = require "manager"
+local c = manager.BaseManager{{address = {{"127.0.0.1", {server.address[1]}}}, authkey = "k3y"}}
+c:register("get_queue")
+local q = c:get_queue()
+print(#q:get())
+print(pcall(q.put, q, string.rep("y", 70 << 20)))
+print(q:qsize())
+"""
+    r = subprocess.run([PLUA, "-e", code], capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and lines[:1] == [str(70 << 20)],
+          f"a plua client gets a 70 MiB item from a Python server {r.stdout[:200]!r} {r.stderr[-500:]!r}")
+    check(len(lines) == 3 and "frame limit of 67108864 bytes" in lines[1] and lines[2] == "0",
+          f"a plua client refuses to send 70 MiB, and goes on {lines[1:]!r}")
+
+
 def main():
     python_worker_with_plua_master()
     python_client_with_plua_server()
+    plua_client_with_python_server()
     if failures:
         sys.exit(f"{len(failures)} failed")
     print("all passed")

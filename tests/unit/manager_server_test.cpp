@@ -233,6 +233,28 @@ TEST_F(Fixture, AnUndecodableRequestGetsATracebackAndTheConnectionGoesOn) {
   expect_connections(2);
 }
 
+// A request over the frame limit is refused by the client before anything is
+// sent (the connection goes on); a reply over it is accepted, so an item the
+// server took always reaches its getter.
+TEST_F(Fixture, TheFrameLimitIsCheckedBeforeSendingAndRepliesOfAnySizeArrive) {
+  ManagerProxy p(address, "abc", "get_task_queue", Deadline::after(10), 1 << 20);
+  EXPECT_EQ(p.call("qsize", {}), pk::Object(0));
+  try {
+    p.call("put", {pk::str(std::string(2 << 20, 'b'))});
+    ADD_FAILURE() << "a 2 MiB put went out";
+  } catch (const FrameTooLarge& e) {
+    EXPECT_NE(std::string(e.what()).find("limit of 1048576 bytes"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(p.call("qsize", {}), pk::Object(0));
+  expect_connections(1);  // the same connection: nothing was sent
+  std::string big(3 << 20, 'c');
+  tasks->put(Value(big), Deadline::never());
+  tasks->put(Value(std::string("next")), Deadline::never());
+  EXPECT_EQ(p.call("get", {}), pk::str(big));
+  EXPECT_EQ(p.call("get", {}), pk::str("next"));
+  EXPECT_EQ(tasks->qsize(), 0u);
+}
+
 TEST_F(Fixture, ManyClientsAtOnce) {
   std::vector<std::future<void>> clients;
   for (int c = 0; c < 8; ++c)

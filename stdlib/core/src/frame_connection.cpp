@@ -276,7 +276,7 @@ std::string FrameConnection::recv_bytes(const Deadline& deadline, std::size_t ma
     size = static_cast<std::uint64_t>(size32);
   }
   if (size > max_size)
-    throw ProtocolError("frame of " + std::to_string(size) + " bytes exceeds the limit of " +
+    throw FrameTooLarge("frame of " + std::to_string(size) + " bytes exceeds the limit of " +
                         std::to_string(max_size));
   // Grown as the bytes arrive (1 MiB, then doubling), not sized by the
   // announced length: a peer that announces a large frame and sends little

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <limits>
 #include <utility>
 
 #include "plua/core/wire_auth.hpp"
@@ -25,13 +26,18 @@ ManagerClient::ManagerClient(const ManagerAddress& address, std::string_view aut
 
 Object ManagerClient::call(const Object& ident, std::string_view method, std::vector<Object> args,
                            pickle::Dict kwds, const Deadline& deadline) {
+  std::string request = pickle::dumps(pickle::tuple(
+      {ident, pickle::str(std::string(method)), Object(pickle::Tuple{std::move(args)}), Object(std::move(kwds))}));
+  // A plua server would drop the connection over it: say why, sending nothing.
+  if (request.size() > conn_.max_frame())
+    throw FrameTooLarge("the request is " + std::to_string(request.size()) +
+                        " bytes pickled, over the manager frame limit of " + std::to_string(conn_.max_frame()) +
+                        " bytes (" + std::to_string(conn_.max_frame() >> 20) + " MiB); nothing was sent");
   std::string raw;
   try {
-    conn_.send_bytes(pickle::dumps(pickle::tuple(
-                         {ident, pickle::str(std::string(method)), Object(pickle::Tuple{std::move(args)}),
-                          Object(std::move(kwds))})),
-                     deadline);
-    raw = conn_.recv_bytes(deadline);
+    conn_.send_bytes(request, deadline);
+    std::string().swap(request);
+    raw = conn_.recv_bytes(deadline, std::numeric_limits<std::size_t>::max());
   } catch (...) {
     conn_.close();
     throw;
@@ -61,8 +67,8 @@ Object dispatch(const ManagerAddress& address, std::string_view authkey, std::st
 }
 
 ManagerProxy::ManagerProxy(ManagerAddress address, std::string authkey, const std::string& type_id,
-                           const Deadline& deadline)
-    : address_(std::move(address)), authkey_(std::move(authkey)), type_id_(type_id) {
+                           const Deadline& deadline, std::size_t max_frame)
+    : address_(std::move(address)), authkey_(std::move(authkey)), type_id_(type_id), max_frame_(max_frame) {
   Object r = dispatch(address_, authkey_, "create", {pickle::str(type_id)}, deadline);
   const auto* t = r.is<pickle::Tuple>() ? &r.as<pickle::Tuple>() : nullptr;
   if (!t || t->items.size() != 2 || !t->items[0].str())
@@ -92,7 +98,7 @@ Object ManagerProxy::call(std::string_view method, std::vector<Object> args, pic
     conn_.reset();
     // Connecting is bounded on its own: the deadline is for the reply.
     Deadline connect_deadline = Deadline::after(20.0);
-    conn_.emplace(address_, authkey_, connect_deadline);
+    conn_.emplace(address_, authkey_, connect_deadline, max_frame_);
     conn_->call(Object(), "accept_connection", {pickle::str("plua-" + std::to_string(::getpid()))},
                 {}, connect_deadline);
   }

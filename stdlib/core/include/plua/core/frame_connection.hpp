@@ -27,6 +27,13 @@ class ProtocolError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A frame over the size limit: one received (the connection is then out of
+// step), or one a caller checked before sending (nothing was sent).
+class FrameTooLarge : public ProtocolError {
+ public:
+  using ProtocolError::ProtocolError;
+};
+
 // A socket operation or connect did not finish before its deadline.
 class WireTimeout : public std::runtime_error {
  public:
@@ -61,13 +68,15 @@ class FrameConnection {
   // std::system_error.
   void send_bytes(std::string_view message, const Deadline& deadline = Deadline::never());
   // Receives one frame of at most `max_size` bytes (0: this connection's
-  // limit); a larger announced length throws ProtocolError without reading it.
+  // limit); a larger announced length throws FrameTooLarge without reading it.
   std::string recv_bytes(const Deadline& deadline = Deadline::never(), std::size_t max_size = 0);
   // True when a frame (or EOF) can be read without waiting past the deadline.
   bool poll(const Deadline& deadline);
 
   bool is_open() const noexcept { return fd_ >= 0; }
   int fd() const noexcept { return fd_; }
+  // The largest frame recv_bytes accepts by default.
+  std::size_t max_frame() const noexcept { return max_frame_; }
   void close() noexcept;
 
  private:

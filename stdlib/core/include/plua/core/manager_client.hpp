@@ -45,9 +45,13 @@ class ManagerClient {
                 std::size_t max_frame = FrameConnection::kDefaultMaxFrame);
 
   // Sends (ident, method, args, kwds) and returns the '#RETURN' value; throws
-  // RemoteError for '#ERROR'/'#TRACEBACK'. The reply is awaited until
-  // `deadline` (WireTimeout) or an interrupt; after any exception the
-  // connection is closed, since a late reply would be read as the next one's.
+  // RemoteError for '#ERROR'/'#TRACEBACK'. A request pickled larger than the
+  // frame limit (what a plua server accepts) throws FrameTooLarge before
+  // anything is sent, and the connection stays usable. A reply may be of any
+  // size (Python's server has no limit; a reply holds an item the server
+  // already took, so refusing it would lose the item). The reply is awaited
+  // until `deadline` (WireTimeout) or an interrupt; after any other exception
+  // the connection is closed, since a late reply would be read as the next one's.
   pickle::Object call(const pickle::Object& ident, std::string_view method,
                       std::vector<pickle::Object> args = {}, pickle::Dict kwds = {},
                       const Deadline& deadline = Deadline::never());
@@ -70,8 +74,9 @@ pickle::Object dispatch(const ManagerAddress& address, std::string_view authkey,
 class ManagerProxy {
  public:
   // Asks the server to create `type_id` and holds the reference it returns.
+  // Its connection refuses requests over max_frame bytes (see ManagerClient::call).
   ManagerProxy(ManagerAddress address, std::string authkey, const std::string& type_id,
-               const Deadline& deadline);
+               const Deadline& deadline, std::size_t max_frame = FrameConnection::kDefaultMaxFrame);
   ~ManagerProxy();
   ManagerProxy(const ManagerProxy&) = delete;
   ManagerProxy& operator=(const ManagerProxy&) = delete;
@@ -94,6 +99,7 @@ class ManagerProxy {
   std::string type_id_;
   std::string ident_;
   std::vector<std::string> exposed_;
+  std::size_t max_frame_;
   std::optional<ManagerClient> conn_;
   bool released_ = false;
 };
