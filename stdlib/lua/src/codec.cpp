@@ -1102,6 +1102,22 @@ std::string encode(lua_State* L, int first, int count, const char* root, lua_Int
   return out;
 }
 
+std::string encode_at(lua_State* L, int idx, const std::string& path) {
+  idx = lua_absindex(L, idx);
+  std::string out;
+  if (is_scalar(lua_type(L, idx))) return encode(L, idx, 1);
+  {
+    Encoder enc(L, out);
+    enc.header(1);
+    enc.names();  // pushed first: a write that pops its own temporaries must not pop it
+    if (!enc.write(idx, 1)) raise_refusal(L, enc, out, path + enc.path_below());
+    enc.finish();
+  }
+  return out;
+}
+
+std::string key_path_segment(lua_State* L, int idx) { return key_segment(L, lua_absindex(L, idx)); }
+
 std::size_t encode_scalar(lua_State* L, int idx, char* buf) {
   // Header: magic, no flags, one value (a one-byte varint).
   buf[0] = static_cast<char>(fmt::kMagic);

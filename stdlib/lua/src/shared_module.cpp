@@ -43,8 +43,10 @@ void push_table(lua_State* L, std::shared_ptr<core::SharedTable> t) {
 }
 
 // A key as bytes: integers (and integral floats, as Lua) tagged 'i', other
-// numbers 'f', strings 's', booleans 'b'; other types are refused.
-std::string encode_key(lua_State* L, int idx) {
+// numbers 'f', strings 's', booleans 'b'; other types are refused as a bad
+// argument `arg` (the key's own position unless given).
+std::string encode_key(lua_State* L, int idx, int arg = 0) {
+  if (arg == 0) arg = idx;
   switch (lua_type(L, idx)) {
     case LUA_TNUMBER: {
       lua_Integer i = 0;
@@ -53,7 +55,7 @@ std::string encode_key(lua_State* L, int idx) {
       // lua_numbertointeger truncates: only integral floats are integer keys.
       if (std::floor(f) == f && lua_numbertointeger(f, &i)) return core::SharedTable::encode_int_key(i);
       lua_Number n = lua_tonumber(L, idx);
-      if (n != n) luaL_argerror(L, idx, "shared.table index is NaN");
+      if (n != n) luaL_argerror(L, arg, "shared.table index is NaN");
       std::string k(1 + sizeof n, 'f');
       std::memcpy(k.data() + 1, &n, sizeof n);
       return k;
@@ -66,7 +68,7 @@ std::string encode_key(lua_State* L, int idx) {
     case LUA_TBOOLEAN:
       return lua_toboolean(L, idx) ? "b1" : "b0";
     default:
-      luaL_argerror(L, idx, lua_pushfstring(L, "shared.table keys are numbers, strings or booleans, not %s",
+      luaL_argerror(L, arg, lua_pushfstring(L, "shared.table keys are numbers, strings or booleans, not %s",
                                            luaL_typename(L, idx)));
       return {};
   }
@@ -94,13 +96,15 @@ void push_key(lua_State* L, const std::string& k) {
   }
 }
 
-// Encodes the value at idx (nil: nullopt). Tables, functions and userdata may
-// carry references, which are consumed by decoding and so re-encoded on read.
-std::optional<core::SharedTable::Entry> encode_value(lua_State* L, int idx) {
+// Encodes the value at idx (nil: nullopt), stored under the key at key_idx of
+// the table named `where` (errors say "... value at t.job.co"). Tables,
+// functions and userdata may carry references, which are consumed by decoding
+// and so re-encoded on read.
+std::optional<core::SharedTable::Entry> encode_value(lua_State* L, int idx, const char* where, int key_idx) {
   int type = lua_type(L, idx);
   if (type == LUA_TNIL || type == LUA_TNONE) return std::nullopt;
   core::SharedTable::Entry e;
-  e.bytes = plua::lua::encode(L, idx, 1, "value");
+  e.bytes = plua::lua::encode_at(L, idx, where + plua::lua::key_path_segment(L, key_idx));
   e.refs = type == LUA_TTABLE || type == LUA_TFUNCTION || type == LUA_TUSERDATA;
   return e;
 }
@@ -139,7 +143,7 @@ int table_index(lua_State* L) {
 int table_newindex(lua_State* L) {
   core::SharedTable& t = check_table(L, 1, "shared.table");
   std::string key = encode_key(L, 2);
-  auto value = encode_value(L, 3);
+  auto value = encode_value(L, 3, "t", 2);
   t.set(key, std::move(value));
   return 0;
 }
@@ -206,7 +210,8 @@ int shared_table(lua_State* L) {
   if (lua_istable(L, 1)) {
     lua_pushnil(L);
     while (lua_next(L, 1)) {
-      t.set(encode_key(L, -2), encode_value(L, -1));
+      std::string key = encode_key(L, -2, 1);
+      t.set(key, encode_value(L, -1, "init", -2));
       lua_pop(L, 1);
     }
   }
@@ -223,7 +228,7 @@ int shared_update(lua_State* L) {
     lua_pushvalue(L, 3);
     push_entry(L, t.find_locked(key));
     lua_call(L, 1, 1);
-    t.set_locked(key, encode_value(L, 4));
+    t.set_locked(key, encode_value(L, 4, "t", 2));
     return 0;
   });
   return 1;

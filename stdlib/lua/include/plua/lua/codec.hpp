@@ -60,6 +60,15 @@ inline constexpr int kMaxDepth = 1000;
 // References already written for the message are released before raising.
 std::string encode(lua_State* L, int first, int count, const char* root = "args", lua_Integer index_base = 1);
 
+// Encodes the one value at idx, whose path is `path` in errors ("cannot send
+// a thread (coroutine) value at t.job.co" for path "t.job"): for a value
+// stored under a name rather than passed in a list.
+std::string encode_at(lua_State* L, int idx, const std::string& path);
+
+// How the key at idx shows in a path: ".name" for an identifier, "[repr]"
+// otherwise (["a b"], [3], [true]).
+std::string key_path_segment(lua_State* L, int idx);
+
 // Pushes the message's values and returns how many. Malformed bytes raise a
 // Lua error "codec: malformed message (...)": never a crash or an
 // out-of-bounds read (see "Trust" above for bytecode). A Lua error part-way
