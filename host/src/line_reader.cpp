@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -72,6 +74,94 @@ class BlockSigint {
   sigset_t waiting_;
 };
 
+// The history file's first line in the form that holds one entry a line, a
+// newline in an entry written as \n and a backslash as \\ (a multi-line
+// statement comes back whole). A file without it is the older form: one
+// entry a physical line, read as it is. It is a Lua comment, so recalling
+// it by mistake (an older plua reading the file) is harmless.
+constexpr const char* kHistoryHeader = "-- plua history v2: one entry a line, \\n for a newline, \\\\ for a backslash";
+
+std::string encode_entry(const std::string& entry) {
+  std::string out;
+  out.reserve(entry.size() + 8);
+  for (char c : entry) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string decode_entry(std::string_view line) {
+  std::string out;
+  out.reserve(line.size());
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '\\' && i + 1 < line.size() && (line[i + 1] == 'n' || line[i + 1] == '\\')) {
+      out += line[i + 1] == 'n' ? '\n' : '\\';
+      ++i;
+    } else {
+      out += line[i];  // a lone backslash (a hand-edited file) stays as it is
+    }
+  }
+  return out;
+}
+
+// The entries of a history file in either form; `current` tells whether it
+// was in the current form (an empty or missing file counts as current).
+std::vector<std::string> load_entries(const std::string& path, bool* current) {
+  std::vector<std::string> entries;
+  *current = true;
+  std::FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) return entries;
+  std::string text;
+  char buf[8192];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  std::size_t at = 0;
+  bool first = true;
+  while (at < text.size()) {
+    std::size_t nl = text.find('\n', at);
+    std::string_view line(text.data() + at, (nl == std::string::npos ? text.size() : nl) - at);
+    at = nl == std::string::npos ? text.size() : nl + 1;
+    if (first) {
+      first = false;
+      *current = line == kHistoryHeader;
+      if (*current) continue;
+    }
+    if (line.empty()) continue;
+    entries.push_back(*current ? decode_entry(line) : std::string(line));
+  }
+  return entries;
+}
+
+// Replaces the file with the header and the last `keep` entries, atomically
+// (a new file renamed over the old one), so a crash never leaves half a file.
+void rewrite_history(const std::string& path, const std::vector<std::string>& entries, std::size_t keep) {
+  std::string text = std::string(kHistoryHeader) + "\n";
+  for (std::size_t i = entries.size() > keep ? entries.size() - keep : 0; i < entries.size(); ++i)
+    text += encode_entry(entries[i]) + "\n";
+  std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  bool ok = true;
+  for (std::size_t done = 0; ok && done < text.size();) {
+    ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+    if (w > 0) done += static_cast<std::size_t>(w);
+    else ok = w < 0 && errno == EINTR;
+  }
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
+// Appends one entry with one write, so sessions appending at once do not mix lines.
+void append_entry(const std::string& path, const std::string& entry) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return;
+  std::string line = encode_entry(entry) + "\n";
+  [[maybe_unused]] ssize_t w = ::write(fd, line.data(), line.size());
+  ::close(fd);
+}
+
 }  // namespace
 
 std::string LineReader::history_path() {
@@ -92,20 +182,30 @@ LineReader::LineReader(lua_State* L) : terminal_(isatty(STDIN_FILENO) != 0) {
   stifle_history(kHistorySize);
   history_file_ = history_path();
   if (!history_file_.empty()) {
-    // append_history needs an existing file; a file we cannot create means no persistence.
+    // A file we cannot create or write means no persistence.
     int fd = ::open(history_file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
       history_file_.clear();
     } else {
       ::close(fd);
-      read_history(history_file_.c_str());
+      bool current = true;
+      std::vector<std::string> entries = load_entries(history_file_, &current);
+      std::size_t first = entries.size() > kHistorySize ? entries.size() - kHistorySize : 0;
+      for (std::size_t i = first; i < entries.size(); ++i) add_history(entries[i].c_str());
+      // An empty file gets its header; one of the older form is converted once.
+      if (!current || entries.empty()) rewrite_history(history_file_, entries, kHistorySize);
     }
   }
 }
 
 LineReader::~LineReader() {
   if (!terminal_) return;
-  if (!history_file_.empty()) history_truncate_file(history_file_.c_str(), kHistorySize);
+  if (!history_file_.empty()) {
+    // Other sessions may have appended too: keep the file's own last entries.
+    bool current = true;
+    std::vector<std::string> entries = load_entries(history_file_, &current);
+    if (!current || entries.size() > kHistorySize) rewrite_history(history_file_, entries, kHistorySize);
+  }
   clear_history();
   g_state = nullptr;
   g_matches.clear();
@@ -177,7 +277,7 @@ void LineReader::remember(const std::string& entry) {
       last != nullptr && entry == last->line)
     return;
   add_history(entry.c_str());
-  if (!history_file_.empty()) append_history(1, history_file_.c_str());
+  if (!history_file_.empty()) append_entry(history_file_, entry);
 }
 
 }  // namespace plua::host

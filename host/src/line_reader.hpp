@@ -38,6 +38,9 @@ class LineReader {
   bool terminal() const noexcept { return terminal_; }
 
   // The history file: $PLUA_HISTORY if set (empty: none), else ~/.plua_history.
+  // It holds one entry a line, a newline inside an entry written as \n and a
+  // backslash as \\, after a header line; a file without the header (an older
+  // plua's, or readline's) is read one entry a line, then converted.
   static std::string history_path();
 
  private:

@@ -222,6 +222,48 @@ class ReplTest(unittest.TestCase):
         second.prompt()
         self.assertEqual(second.run("marker_value"), "12345")
 
+    def test_a_multi_line_statement_comes_back_whole_in_the_next_session(self):
+        self.s.send("function f()\r")
+        self.s.expect(r"\n>> ")
+        self.s.send("return 41 + 1\r")
+        self.s.expect(r"\n>> ")
+        self.s.send("end\r")
+        self.s.prompt()
+        self.s.send("\x04")
+        self.assertEqual(self.s.wait(), 0)
+        with open(self.history) as f:
+            lines = f.read().splitlines()
+        self.assertEqual([l for l in lines if "function f()" in l], [r"function f()\nreturn 41 + 1\nend"])
+        second = self.start()
+        second.send("\x1b[A")  # Up: the whole statement, not its last line
+        second.send("\r")
+        second.prompt()
+        self.assertEqual(second.run("f()"), "42")
+
+    def test_a_history_file_of_the_old_form_is_read_line_by_line(self):
+        self.s.send("\x04")
+        self.assertEqual(self.s.wait(), 0)
+        # One entry a physical line, backslashes as typed: read as before.
+        with open(self.history, "w") as f:
+            f.write("old_a = 1\nold_b = 'x\\ny'\n")
+        second = self.start()
+        second.send("\x1b[A\r")
+        second.prompt()
+        self.assertEqual(second.run("#old_b"), "3")  # Lua reads x, newline, y: the history kept the backslash
+        second.send("\x04")
+        self.assertEqual(second.wait(), 0)
+        # The file is now in the new form; each session starts at its end.
+        third = self.start()
+        third.send("\x1b[A\x1b[A\x1b[A\r")  # #old_b, old_b = 'x\ny', old_a = 1
+        third.prompt()
+        self.assertEqual(third.run("old_a"), "1")
+        third.send("\x04")
+        self.assertEqual(third.wait(), 0)
+        fourth = self.start()
+        fourth.send("\x1b[A\x1b[A\x1b[A\x1b[A\r")  # old_a, old_a = 1, #old_b, old_b = 'x\ny'
+        fourth.prompt()
+        self.assertEqual(fourth.run("#old_b"), "3")
+
     def test_tab_completes_globals_fields_and_methods(self):
         self.assertEqual(self.s.run("prin\t(7)"), "7")
         self.assertIn("print(7)", self.s.out)
