@@ -404,14 +404,15 @@ row("shared", [[shared.table(42)]], E"bad argument #1 to 'table' (table expected
 row("shared", [[shared.table{[{}] = 1}]], E"shared.table keys are numbers, strings or booleans, not table")
 row("shared", [[st[{}] = 1]], E"shared.table keys are numbers, strings or booleans, not table")
 row("shared", [[st[0/0] = 1]], E"shared.table index is NaN")
-row("shared", [[st.k = co]], E"cannot send a thread (coroutine) value at value", [[return st.k == "old"]])
-row("shared", [[st.k = {file}]], E"cannot send a userdata (FILE*) value at value[1]", [[return st.k == "old"]])
+row("shared", [[shared.table({[{}] = 1})]], E"bad argument #1 to 'table' (shared.table keys are numbers, strings or booleans, not table)")
+row("shared", [[st.k = co]], E"cannot send a thread (coroutine) value at t.k", [[return st.k == "old"]])
+row("shared", [[st.k = {file}]], E"cannot send a userdata (FILE*) value at t.k[1]", [[return st.k == "old"]])
 row("shared", [[shared.update(42, "k", f)]], E"bad argument #1 to 'update' (plua.shared.table expected, got number)")
 row("shared", [[shared.update(st, "k", 42)]], E"bad argument #3 to 'update' (function expected, got number)")
 row("shared", [[shared.update(st, {}, f)]], E"bad argument #2 to 'update' (shared.table keys are numbers, strings or booleans, not table)")
 row("shared", [[shared.update(st, "n", function(v) error("boom") end)]], E"boom",
   [[return st.n == 1 and shared.update(st, "n", function(v) return v + 1 end) == 2]])
-row("shared", [[shared.update(st, "n", function(v) return co end)]], E"cannot send a thread (coroutine) value at value",
+row("shared", [[shared.update(st, "n", function(v) return co end)]], E"cannot send a thread (coroutine) value at t.n",
   [[return st.n == 1 and shared.update(st, "n", function(v) return v + 1 end) == 2]])
 row("shared", [[return closed_st.k]], E"the shared table is closed")
 row("shared", [[shared.Value("double")]], E"bad argument #1 to 'Value' (invalid option 'double')")

@@ -268,6 +268,125 @@ print("ok")
   T.eq(status, 0)
 end)
 
+T.test("fork children never inherit a shared.table locked by another thread", function()
+  -- A thread writes the table without pause while the main thread forks:
+  -- each child must find the table unlocked (it hung on the copied mutex).
+  local out, status = run_plua([[
+local thread = require "thread"; local shared = require "shared"; local process = require "process"
+local st = shared.table{x = 0}
+thread.Thread{target = function(st) while true do st.x = 1; local _ = st.x; shared.update(st, "y", function(v) return (v or 0) + 1 end) end end,
+              args = {st}, daemon = true}:start()
+while st.y == nil do end
+local ok = 0
+for i = 1, 40 do
+  local p = process.Process{target = function(st) local _ = st.x; st.z = #st; for _ in pairs(st) do end end, args = {st}}
+  p:start()
+  if p:join(5) then
+    if p.exitcode == 0 then ok = ok + 1 end
+  else
+    p:kill(); p:join()
+  end
+end
+print("ok", ok)
+]])
+  T.eq(out, "ok\t40\n")
+  T.eq(status, 0)
+end)
+
+T.test("a fork started inside shared.update's fn does not wait for the table it holds", function()
+  local t = shared.table{n = 1}
+  local code
+  shared.update(t, "n", function(old)
+    local p = process.Process{target = function() end}
+    p:start(); p:join(10)
+    code = p.exitcode
+    return old + 1
+  end)
+  T.eq(code, 0)
+  T.eq(t.n, 2)
+end)
+
+T.test("plua objects read back are the same object (==, table keys)", function()
+  local threadlocal = require "threadlocal"
+  local t = shared.table()
+  local lk, inner, loc, ev = lock.Lock(), shared.table(), threadlocal.new(), lock.Event()
+  t.lk = lk; t.inner = inner; t.loc = loc; t.list = {ev, ev}
+  T.eq(t.lk == lk, true); T.eq(t.inner == inner, true); T.eq(t.inner == t.inner, true)
+  T.eq(t.loc == loc, true)
+  local list = t.list
+  T.eq(list[1] == ev and list[2] == ev, true)
+  local seen = {}; seen[t.lk] = true
+  T.eq(seen[t.lk], true); T.eq(seen[lk], true)
+  local v = shared.Value("int")
+  T.eq(v:get_lock() == v:get_lock(), true)
+  local a = shared.Array("int", 2)
+  T.eq(a:get_lock() == a:get_lock(), true)
+  T.eq(v:get_lock() == a:get_lock(), false)
+  -- A lock and an RLock are different objects.
+  T.eq(rawequal(t.lk, lock.Lock()), false)
+  -- A closed handle is not handed out again: the next read makes a new one.
+  local i1 = t.inner
+  do local _ <close> = i1 end
+  local i2 = t.inner
+  T.eq(rawequal(i1, i2), false)
+  i2.k = 1
+  T.eq(t.inner.k, 1)
+  T.eq(t.inner == i2, true)
+end)
+
+T.test("identity holds across a thread's result and a queue", function()
+  local thread = require "thread"
+  local queue = require "queue"
+  local lk, st = lock.RLock(), shared.table()
+  local th = thread.Thread{target = function(lk, st) return lk, st, lk end, args = {lk, st}}
+  th:start(); th:join()
+  local a, b, c = th:result()
+  T.eq(a == lk, true); T.eq(b == st, true); T.eq(c == lk, true)
+  local q = queue.Queue()
+  q:put(lk); q:put(st)
+  T.eq(q:get() == lk, true); T.eq(q:get() == st, true)
+end)
+
+T.test("a collected handle is never returned; counts are not leaked", function()
+  local t = shared.table()
+  t.lk = lock.Lock()
+  for _ = 1, 200 do
+    local l = t.lk
+    T.eq(l:acquire(false), true); l:release()
+    if _ % 50 == 0 then collectgarbage(); collectgarbage() end
+  end
+  T.eq(t.lk:locked(), false)
+end)
+
+T.test("cannot-travel errors name the key; a bad initializer key is argument #1", function()
+  local t = shared.table()
+  T.raises(function() t.job = {x = {co = coroutine.create(print)}} end, "value at t.job.x.co")
+  T.raises(function() t[3] = {co = coroutine.create(print)} end, "value at t[3].co")
+  T.raises(function() shared.table{a = {co = coroutine.create(print)}} end, "value at init.a.co")
+  T.raises(function() shared.update(t, "k", function() return {co = coroutine.create(print)} end) end,
+           "value at t.k.co")
+  T.raises(function() shared.table{[{}] = 1} end,
+           "bad argument #1 to 'table' (shared.table keys are numbers, strings or booleans, not table)")
+end)
+
+T.test("a cycle of shared tables is freed once its link is cleared (README)", function()
+  local function rss()
+    for l in io.lines("/proc/self/status") do
+      local v = l:match("^VmRSS:%s+(%d+)")
+      if v then return tonumber(v) end
+    end
+  end
+  collectgarbage(); collectgarbage()
+  local r0 = rss()
+  for i = 1, 60 do
+    local parent, child = shared.table(), shared.table()
+    parent.child = child; child.parent = parent; child.data = string.rep("x", 1 << 20) .. i
+    child.parent = nil    -- the documented way out of a cycle
+  end
+  collectgarbage(); collectgarbage()
+  T.eq((rss() - r0) // 1024 < 30, true)
+end)
+
 T.test("collected shared tables release what they hold", function()
   -- Runs the finalizers of the tables above (os.exit in T.run does not close the state).
   collectgarbage()

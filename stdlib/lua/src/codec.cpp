@@ -111,6 +111,19 @@ void* parse_shared_ref(std::string_view ref, bool* other_process, const std::typ
   return p;
 }
 
+void* peek_shared_ref(std::string_view ref, const std::type_info& type) noexcept {
+  if (ref.size() != kSharedRefSize) return nullptr;
+  std::int32_t pid;
+  void* p;
+  std::memcpy(&pid, ref.data(), sizeof pid);
+  std::memcpy(&p, ref.data() + sizeof pid, sizeof p);
+  if (pid != static_cast<std::int32_t>(::getpid())) return nullptr;
+  InFlight& f = in_flight();
+  std::lock_guard lock(f.mu);
+  auto it = f.copies.find(p);
+  return it == f.copies.end() || *it->second != type ? nullptr : p;
+}
+
 void raise_bad_shared_ref(lua_State* L, const char* tname, bool other_process) {
   if (other_process) luaL_error(L, "a %s cannot cross to another process", tname);
   luaL_error(L, "codec: malformed message (bad %s reference)", tname);
@@ -118,6 +131,69 @@ void raise_bad_shared_ref(lua_State* L, const char* tname, bool other_process) {
 }
 
 }  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Identity cache: object address -> this state's userdata for it (weak values).
+
+namespace {
+char kObjectsKey;
+
+void push_objects(lua_State* L) {
+  luaL_checkstack(L, 6, "codec");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kObjectsKey) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectsKey);
+}
+
+// True if the value at idx is a live userdata of cls standing for id.
+bool is_live(lua_State* L, int idx, const SendableClass* cls, const void* id) {
+  return cls && cls->identity && luaL_testudata(L, idx, cls->tname) && cls->identity(L, idx) == id;
+}
+
+// The registered class of the userdata at idx, or nullptr.
+const SendableClass* class_of(lua_State* L, int idx) {
+  const SendableClass* cls = nullptr;
+  if (lua_type(L, idx) == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
+    if (const char* name = lua_tostring(L, -1)) cls = find_sendable_class(name);
+    lua_pop(L, 1);
+  }
+  return cls;
+}
+}  // namespace
+
+bool push_known_object(lua_State* L, const char* tname, const void* id) {
+  if (!id) return false;
+  push_objects(L);
+  lua_rawgetp(L, -1, id);
+  if (is_live(L, -1, find_sendable_class(tname), id)) {
+    lua_remove(L, -2);
+    return true;
+  }
+  lua_pop(L, 2);
+  return false;
+}
+
+void remember_object(lua_State* L, int idx, const void* id) {
+  if (!id) return;
+  idx = lua_absindex(L, idx);
+  const SendableClass* cls = class_of(L, idx);
+  if (!cls || !cls->identity) return;
+  push_objects(L);
+  lua_rawgetp(L, -1, id);
+  bool known = is_live(L, -1, class_of(L, -1), id);
+  lua_pop(L, 1);
+  if (!known) {
+    lua_pushvalue(L, idx);
+    lua_rawsetp(L, -2, id);
+  }
+  lua_pop(L, 1);
+}
 
 void discard(std::string_view message) noexcept {
   try {
@@ -772,6 +848,7 @@ class Encoder {
     seen_.add(p);
     std::string ref;
     cls->write_ref(L_, idx, ref);
+    if (cls->identity) remember_object(L_, idx, cls->identity(L_, idx));
     w_.u8(fmt::kObject);
     w_.str(cls->module);
     w_.str(cls->tname);
@@ -1029,7 +1106,13 @@ class Decoder {
     lua_pop(L_, 1);
     const SendableClass* cls = find_sendable_class(tname);
     if (!cls) luaL_error(L_, "codec: module '%s' did not register class %s", module.c_str(), tname.c_str());
-    cls->push_ref(L_, ref);
+    const void* id = cls->ref_identity && cls->identity ? cls->ref_identity(ref) : nullptr;
+    if (id && push_known_object(L_, cls->tname, id)) {
+      if (cls->drop_ref) cls->drop_ref(ref);  // the state's userdata holds its own reference
+    } else {
+      cls->push_ref(L_, ref);
+      if (id) remember_object(L_, -1, id);
+    }
     keep(lua_gettop(L_));
   }
 

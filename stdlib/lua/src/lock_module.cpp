@@ -531,6 +531,32 @@ void barrier_drop(std::string_view ref) noexcept {
   if (!ref.empty()) plua::lua::discard(ref);
 }
 
+// Identity (SendableClass::identity): the object's state block; its first reference names it.
+template <class T>
+const void* box_identity(lua_State* L, int idx) noexcept {
+  const auto& body = static_cast<Box<T>*>(lua_touserdata(L, idx))->body();
+  return body ? body->state().get() : nullptr;
+}
+const void* ref_identity(std::string_view ref) noexcept {
+  core::SharedRefData d;
+  if (ref.size() < sizeof d) return nullptr;
+  std::memcpy(&d, ref.data(), sizeof d);
+  try {
+    return core::shared_arena::resolve(d);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+template <class T>
+void register_class(const char* tname, void (*write)(lua_State*, int, std::string&),
+                    void (*push)(lua_State*, std::string_view), void (*drop)(std::string_view) noexcept) {
+  plua::lua::SendableClass cls{"lock", tname, write, push, drop};
+  cls.ref_identity = ref_identity;
+  cls.identity = box_identity<T>;
+  plua::lua::register_sendable_class(cls);
+}
+
 // Creates a metatable with methods (via __index unless index_fn), __gc, __close, __name.
 template <class T>
 void new_class(lua_State* L, const char* tname, const luaL_Reg* methods, lua_CFunction index_fn = nullptr) {
@@ -599,15 +625,12 @@ void ensure_classes(lua_State* L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
-  using plua::lua::SendableClass;
-  plua::lua::register_sendable_class(SendableClass{"lock", kLock, lock_write, lock_push, lock_drop});
-  plua::lua::register_sendable_class(SendableClass{"lock", kRLock, rlock_write, rlock_push, lock_drop});
-  plua::lua::register_sendable_class(
-      SendableClass{"lock", kCondition, condition_write, condition_push, condition_drop});
-  plua::lua::register_sendable_class(
-      SendableClass{"lock", kSemaphore, semaphore_write, semaphore_push, semaphore_drop});
-  plua::lua::register_sendable_class(SendableClass{"lock", kEvent, event_write, event_push, event_drop});
-  plua::lua::register_sendable_class(SendableClass{"lock", kBarrier, barrier_write, barrier_push, barrier_drop});
+  register_class<core::Lock>(kLock, lock_write, lock_push, lock_drop);
+  register_class<core::RLock>(kRLock, rlock_write, rlock_push, lock_drop);
+  register_class<core::Condition>(kCondition, condition_write, condition_push, condition_drop);
+  register_class<core::Semaphore>(kSemaphore, semaphore_write, semaphore_push, semaphore_drop);
+  register_class<core::Event>(kEvent, event_write, event_push, event_drop);
+  register_class<core::Barrier>(kBarrier, barrier_write, barrier_push, barrier_drop);
 }
 
 }  // namespace
@@ -616,7 +639,10 @@ namespace plua::lua {
 
 void push_rlock(lua_State* L, core::RLock lock) {
   ensure_classes(L);
+  const void* id = lock.state().get();
+  if (push_known_object(L, kRLock, id)) return;
   push_box(L, std::move(lock), kRLock);
+  remember_object(L, -1, id);
 }
 
 }  // namespace plua::lua

@@ -244,6 +244,10 @@ void table_push_ref(lua_State* L, std::string_view ref) {
   push_table(L, plua::lua::take_shared_ref<core::SharedTable>(L, ref, "shared.table"));
 }
 
+const void* table_identity(lua_State* L, int idx) noexcept {
+  return static_cast<TableBox*>(lua_touserdata(L, idx))->t.get();
+}
+
 // ---- shared.Value and shared.Array ----
 
 // The memory and its lock, or nothing once closed.
@@ -445,6 +449,22 @@ void array_push(lua_State* L, std::string_view ref, const char* tname) {
   });
   push_array(L, std::move(made.first), std::move(made.second), tname);
 }
+// Identity: the memory's block (its first reference).
+const void* array_ref_identity(std::string_view ref) noexcept {
+  core::SharedRefData a;
+  if (ref.size() != 2 * sizeof a) return nullptr;
+  std::memcpy(&a, ref.data(), sizeof a);
+  try {
+    return core::shared_arena::resolve(a);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+const void* array_identity(lua_State* L, int idx) noexcept {
+  const ArrayRefs& b = static_cast<ArrayBox*>(lua_touserdata(L, idx))->body();
+  return b.arr ? b.arr->state().get() : nullptr;
+}
+
 void value_push_ref(lua_State* L, std::string_view ref) { array_push(L, ref, kValue); }
 void array_push_ref(lua_State* L, std::string_view ref) { array_push(L, ref, kArray); }
 
@@ -494,10 +514,18 @@ int luaopen_plua_shared(lua_State* L) {
   new_meta(L, kValue, kValueMeta);
   new_meta(L, kArray, kArrayMeta);
   using plua::lua::SendableClass;
-  plua::lua::register_sendable_class(SendableClass{"shared", kTable, table_write_ref, table_push_ref,
-                                                   plua::lua::drop_shared_ref<core::SharedTable>, true});
-  plua::lua::register_sendable_class(SendableClass{"shared", kValue, array_write_ref, value_push_ref, array_drop_ref});
-  plua::lua::register_sendable_class(SendableClass{"shared", kArray, array_write_ref, array_push_ref, array_drop_ref});
+  SendableClass table{"shared", kTable, table_write_ref, table_push_ref, plua::lua::drop_shared_ref<core::SharedTable>, true};
+  table.ref_identity = plua::lua::shared_ref_identity<core::SharedTable>;
+  table.identity = table_identity;
+  plua::lua::register_sendable_class(table);
+  SendableClass value{"shared", kValue, array_write_ref, value_push_ref, array_drop_ref};
+  value.ref_identity = array_ref_identity;
+  value.identity = array_identity;
+  plua::lua::register_sendable_class(value);
+  SendableClass array = value;
+  array.tname = kArray;
+  array.push_ref = array_push_ref;
+  plua::lua::register_sendable_class(array);
   luaL_newlib(L, kFunctions);
   lua_pushliteral(L, "IndexError");
   lua_setfield(L, -2, "IndexError");

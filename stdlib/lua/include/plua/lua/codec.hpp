@@ -113,7 +113,23 @@ struct SendableClass {
   // idx can go to another process in the message being encoded; when not, it
   // is refused there as a process_local one is (with its path).
   bool (*can_cross)(lua_State* L, int idx) = nullptr;
+  // Optional, both or neither: identity. ref_identity names the object a
+  // reference stands for without taking it (nullptr: unknown); identity names
+  // the object of a live userdata of the class at idx (nullptr once closed).
+  // With them, a state holds one userdata per object: decoding a reference to
+  // an object the state already has pushes that userdata (and drops the
+  // reference), so objects read back compare == and work as table keys.
+  const void* (*ref_identity)(std::string_view ref) noexcept = nullptr;
+  const void* (*identity)(lua_State* L, int idx) noexcept = nullptr;
 };
+
+// The per-state identity cache (weak values: a collected userdata leaves it
+// before its finalizer runs, so it is never handed out again). Pushes the
+// live userdata of class tname this state holds for object id and returns
+// true, or pushes nothing and returns false.
+bool push_known_object(lua_State* L, const char* tname, const void* id);
+// Records the userdata at idx as this state's object for id, unless a live one is recorded.
+void remember_object(lua_State* L, int idx, const void* id);
 
 // While one is alive, the calling thread's encode and encode_globals make
 // messages for another process (a spawn child): an object of a process_local
@@ -158,6 +174,8 @@ void add_shared_ref(void* copy, const std::type_info& type);
 // Parses a reference and takes its copy off the list; nullptr when it is not
 // one (or not of that type, or already taken), or belongs to another process.
 void* parse_shared_ref(std::string_view ref, bool* other_process, const std::type_info& type) noexcept;
+// As parse_shared_ref, but leaves the copy listed (the caller only looks).
+void* peek_shared_ref(std::string_view ref, const std::type_info& type) noexcept;
 [[noreturn]] void raise_bad_shared_ref(lua_State* L, const char* tname, bool other_process);
 }  // namespace detail
 
@@ -178,6 +196,13 @@ std::shared_ptr<T> take_shared_ref(lua_State* L, std::string_view ref, const cha
   if (!p) detail::raise_bad_shared_ref(L, tname, other);
   std::unique_ptr<std::shared_ptr<T>> copy(static_cast<std::shared_ptr<T>*>(p));
   return std::move(*copy);
+}
+
+// For SendableClass::ref_identity: the object a write_shared_ref reference names.
+template <class T>
+const void* shared_ref_identity(std::string_view ref) noexcept {
+  void* p = detail::peek_shared_ref(ref, typeid(std::shared_ptr<T>));
+  return p ? static_cast<std::shared_ptr<T>*>(p)->get() : nullptr;
 }
 
 // For SendableClass::drop_ref: releases a reference written by write_shared_ref.
