@@ -132,13 +132,7 @@ std::string default_name(const std::vector<int>& identity) {
 
 // Message handler for targets: the error's text plus a traceback.
 int child_traceback(lua_State* L) {
-  const char* msg = nullptr;
-  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    msg = lua_tostring(L, -1);
-  else
-    msg = lua_tostring(L, 1);
-  if (msg == nullptr) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, push_error_text(L, 1), 1);
   return 1;
 }
 
