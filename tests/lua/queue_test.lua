@@ -559,4 +559,26 @@ T.test("close after the handle was released is harmless", function()
   j:close()
 end)
 
+T.test("a Queue or Connection read back in this state is the same object", function()
+  local q = queue.Queue()
+  local a, b = queue.Pipe()
+  local carrier = queue.Queue()
+  carrier:put({q, a})
+  local got = carrier:get()
+  T.ok(got[1] == q and got[2] == a, "through a queue")
+  local t = require("thread").Thread{target = function(x, y) return x, y end, args = {q, b}}
+  t:start()
+  t:join()
+  local x, y = t:result()
+  T.ok(x == q and y == b, "through a thread")
+  local set = {[q] = true}
+  T.ok(set[x], "usable as a table key")
+  local released = queue.Queue()
+  carrier:put(released)
+  do local _ <close> = released end
+  local fresh = carrier:get()
+  T.ok(fresh ~= released, "a released handle is not handed out again")
+  T.eq(fresh:qsize(), 0)
+end)
+
 T.run()

@@ -246,6 +246,20 @@ bool read_queue_ref(std::string_view ref, core::SharedRefData& d) {
   return true;
 }
 
+// Identity (SendableClass): a queue is its block in the shared arena.
+const void* queue_identity(lua_State* L, int idx) noexcept {
+  return static_cast<QueueHandle*>(lua_touserdata(L, idx))->body().get();
+}
+const void* queue_ref_identity(std::string_view ref) noexcept {
+  core::SharedRefData d;
+  if (!read_queue_ref(ref, d)) return nullptr;
+  try {
+    return core::shared_arena::resolve(d);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
 void queue_push_ref(lua_State* L, std::string_view ref) {
   core::SharedRefData d;
   if (!read_queue_ref(ref, d)) luaL_error(L, "codec: malformed queue reference");
@@ -423,6 +437,16 @@ bool conn_can_cross(lua_State* L, int idx) {
   return h && h->c->fd() >= 0 && spawn_collecting_fds();
 }
 
+// Identity (SendableClass): a Connection in this process is its core object;
+// one received as a descriptor (a spawn child's) is new there anyway.
+const void* conn_identity(lua_State* L, int idx) noexcept {
+  return static_cast<ConnHandle*>(lua_touserdata(L, idx))->c.get();
+}
+const void* conn_ref_identity(std::string_view ref) noexcept {
+  if (ref.empty() || ref[0] != 'L') return nullptr;
+  return shared_ref_identity<Connection>(ref.substr(1));
+}
+
 void conn_push_ref(lua_State* L, std::string_view ref) {
   if (!ref.empty() && ref[0] == 'L') {
     push_conn(L, take_shared_ref<Connection>(L, ref.substr(1), kConnectionType));
@@ -559,9 +583,14 @@ int luaopen_plua_queue(lua_State* L) {
     lua_setfield(L, -2, "__methods");
   }
   lua_pop(L, 1);
-  register_sendable_class(SendableClass{"queue", kQueueType, queue_write_ref, queue_push_ref, queue_drop_ref});
-  register_sendable_class(SendableClass{"queue", kConnectionType, conn_write_ref, conn_push_ref, conn_drop_ref,
-                                        false, conn_can_cross});
+  SendableClass queues{"queue", kQueueType, queue_write_ref, queue_push_ref, queue_drop_ref};
+  queues.ref_identity = queue_ref_identity;
+  queues.identity = queue_identity;
+  register_sendable_class(queues);
+  SendableClass connections{"queue", kConnectionType, conn_write_ref, conn_push_ref, conn_drop_ref, false, conn_can_cross};
+  connections.ref_identity = conn_ref_identity;
+  connections.identity = conn_identity;
+  register_sendable_class(connections);
   luaL_newlib(L, kFunctions);
   for (const char* kind : {kEmpty, kFull, kEOFError, kBrokenPipeError, kValueError, kOSError}) {
     lua_pushstring(L, kind);
