@@ -54,9 +54,13 @@ TEST(MessageQueueFaults, APutterKilledWhileItsBigMessageWaitsLeaksNothing) {
     child->send_signal(SIGKILL);
     ASSERT_EQ(child->wait(Deadline::after(10)), -SIGKILL);
     EXPECT_EQ(q->qsize(), 1u) << "the killed put published nothing";
+    // The next spilling put reclaims the dead putter's block, even one that
+    // finds the queue full; so the next round's wait sees that round's putter
+    // listed (a kill between its allocation and its listing leaks the block).
+    EXPECT_EQ(q->put(big, false, Deadline::after(0)), MessageQueue::PutStatus::full);
+    EXPECT_EQ(q->pending_spills(), 0);
+    EXPECT_EQ(shared_arena::blocks_in_use(), baseline) << "round " << round;
   }
-  // The dead putters' blocks are still counted until someone reclaims them:
-  // the next spilling put does, so they never pile up.
   EXPECT_EQ(take(*q), "small");
   ASSERT_EQ(q->put(big, true, Deadline::never()), MessageQueue::PutStatus::ok);
   EXPECT_EQ(q->pending_spills(), 0);
@@ -89,8 +93,11 @@ TEST(MessageQueueFaults, BlocksOfDeadPuttersAreReclaimedEvenWhenTheTableIsFull) 
   ASSERT_EQ(q->put(big, true, Deadline::never()), MessageQueue::PutStatus::ok);
   EXPECT_EQ(take(*q), big);
   EXPECT_EQ(q->pending_spills(), 0);
-  // The listed blocks came back; the unlisted ones (beyond the table) are the bounded loss.
-  EXPECT_EQ(shared_arena::blocks_in_use(), baseline + (kPutters - MessageQueue::kPendingSlots));
+  // The listed blocks came back; the unlisted ones (beyond the table) are the
+  // bounded loss. Fewer when an unlisted putter, not yet killed, took the slot
+  // of a listed one killed before it (it was then listed and reclaimed too).
+  EXPECT_GE(shared_arena::blocks_in_use(), baseline);
+  EXPECT_LE(shared_arena::blocks_in_use(), baseline + (kPutters - MessageQueue::kPendingSlots));
 }
 
 TEST(MessageQueueFaults, ALiveProcessesBlockIsNeverReclaimed) {
