@@ -15,6 +15,7 @@
 
 #include "plua/core/codec_format.hpp"
 #include "plua/lua/modules.hpp"
+#include "plua/lua/weak_table.hpp"
 
 namespace plua::lua {
 
@@ -140,15 +141,7 @@ char kObjectsKey;
 
 void push_objects(lua_State* L) {
   luaL_checkstack(L, 6, "codec");
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kObjectsKey) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectsKey);
+  push_registry_weak_table(L, &kObjectsKey, "v");
 }
 
 // True if the value at idx is a live userdata of cls standing for id.
@@ -294,13 +287,9 @@ void index_module_functions(lua_State* L, int cache, const char* name, bool is_g
 
 // Pushes a fresh names cache built from package.loaded.
 void build_names(lua_State* L) {
-  lua_newtable(L);
-  int cache = lua_gettop(L);
   // Weak keys: a module dropped from package.loaded is not kept alive by the cache.
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, cache);
+  push_weak_table(L, "k");
+  int cache = lua_gettop(L);
   // The standard globals under their standard names, which every destination has.
   for (const auto& [name, fn] : fresh_globals().functions) {
     lua_pushcfunction(L, fn);

@@ -36,48 +36,6 @@ constexpr double kConnectTimeout = 20.0;
 
 // ---------------------------------------------------------------- values
 
-// How a key shows in a path, as the codec writes it: .name, ["text"], [n].
-std::string key_segment(lua_State* L, int idx) {
-  switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-      size_t len = 0;
-      const char* s = lua_tolstring(L, idx, &len);
-      bool name = len > 0 && !std::isdigit(static_cast<unsigned char>(s[0]));
-      for (size_t i = 0; i < len && name; ++i) name = std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_';
-      if (name) return "." + std::string(s, len);
-      std::string out = "[\"";
-      for (size_t i = 0; i < len; ++i) {
-        if (i == 40) {
-          out += "...";
-          break;
-        }
-        auto c = static_cast<unsigned char>(s[i]);
-        if (c == '"' || c == '\\') {
-          out += '\\';
-          out += static_cast<char>(c);
-        } else if (c < 32 || c >= 127) {
-          out += "\\" + std::to_string(c);
-        } else {
-          out += static_cast<char>(c);
-        }
-      }
-      return out + "\"]";
-    }
-    case LUA_TNUMBER: {
-      char buf[64];
-      if (lua_isinteger(L, idx))
-        std::snprintf(buf, sizeof buf, "[%lld]", static_cast<long long>(lua_tointeger(L, idx)));
-      else
-        std::snprintf(buf, sizeof buf, "[%.14g]", static_cast<double>(lua_tonumber(L, idx)));
-      return buf;
-    }
-    case LUA_TBOOLEAN:
-      return lua_toboolean(L, idx) ? "[true]" : "[false]";
-    default:
-      return std::string("[<") + luaL_typename(L, idx) + ">]";
-  }
-}
-
 // What a value that cannot go to a manager is, or "" for one that can (as
 // far as this level goes: tables are walked by find_unsendable).
 std::string unsendable_name(lua_State* L, int idx) {
@@ -123,7 +81,7 @@ bool find_unsendable(lua_State* L, int idx, std::string& path, std::string& what
       return true;
     }
     std::size_t at = path.size();
-    path += key_segment(L, key);
+    path += key_path_segment(L, key);
     if (find_unsendable(L, value, path, what, seen, depth + 1)) {
       lua_pop(L, 2);
       return true;

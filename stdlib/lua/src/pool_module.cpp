@@ -22,6 +22,7 @@
 #include "plua/lua/errors.hpp"
 #include "plua/lua/lua.hpp"
 #include "plua/lua/process.hpp"
+#include "plua/lua/weak_table.hpp"
 #include "pool_worker.hpp"
 
 namespace plua::lua {
@@ -1032,11 +1033,7 @@ PoolHandle* push_pool_handle(lua_State* L, std::shared_ptr<WorkerPool> pool, boo
   luaL_setmetatable(L, kPoolType);
   lua_createtable(L, 0, 5);
   for (const char* weak : {"functions", "callables"}) {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    push_weak_table(L, "k");
     lua_setfield(L, -2, weak);
   }
   lua_newtable(L);

@@ -20,6 +20,7 @@
 #include "plua/lua/interrupt.hpp"
 #include "plua/lua/modules.hpp"
 #include "plua/lua/process.hpp"
+#include "plua/lua/weak_table.hpp"
 #include "process_spawn.hpp"
 
 namespace plua::lua {
@@ -80,17 +81,12 @@ struct Handle {
   StatePtr state;
 };
 
-constexpr const char* kHandleCache = "plua.process.handles";
+// Registry key of the cache of this state's Process handles (weak values).
+char kHandleCacheKey;
 
 // Pushes the one userdata of this state for `state` (so identity compares).
 void push_handle(lua_State* L, const StatePtr& state) {
-  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, kHandleCache)) {
-  } else {
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
+  push_registry_weak_table(L, &kHandleCacheKey, "v");
   if (lua_rawgetp(L, -1, state.get()) == LUA_TUSERDATA) {
     lua_remove(L, -2);
     return;

@@ -18,6 +18,7 @@
 #include "plua/lua/interrupt.hpp"
 #include "plua/lua/modules.hpp"
 #include "plua/lua/thread_state.hpp"
+#include "plua/lua/weak_table.hpp"
 
 namespace {
 
@@ -71,16 +72,7 @@ core::Thread& check_thread(lua_State* L, int idx) {
 
 // Pushes this state's object for a core thread (one object per thread per state).
 void push_thread(lua_State* L, const std::shared_ptr<core::Thread>& thread) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kObjectsKey) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectsKey);
-  }
+  pl::push_registry_weak_table(L, &kObjectsKey, "v");
   if (lua_rawgetp(L, -1, thread.get()) == LUA_TUSERDATA) {
     lua_remove(L, -2);
     return;

@@ -9,6 +9,7 @@
 
 #include "plua/lua/codec.hpp"
 #include "plua/lua/errors.hpp"
+#include "plua/lua/weak_table.hpp"
 
 namespace {
 
@@ -37,16 +38,7 @@ Box* check_box(lua_State* L, int idx) { return static_cast<Box*>(luaL_checkudata
 
 // Pushes this state's userdata for the identity, with empty fields if new here.
 void push_local(lua_State* L, const std::shared_ptr<Identity>& identity) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kObjectsKey) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &kObjectsKey);
-  }
+  plua::lua::push_registry_weak_table(L, &kObjectsKey, "v");
   auto key = static_cast<lua_Integer>(identity->id);
   if (lua_rawgeti(L, -1, key) == LUA_TUSERDATA) {
     lua_remove(L, -2);
