@@ -155,6 +155,21 @@ core::Deadline check_deadline(lua_State* L, int idx) {
   return core::Deadline::from_timeout(check_timeout(L, idx));
 }
 
+void check_option_names(lua_State* L, int idx, int arg, std::initializer_list<std::string_view> known) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    bool found = false;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len = 0;
+      const char* key = lua_tolstring(L, -1, &len);
+      for (std::string_view k : known) found = found || k == std::string_view(key, len);
+    }
+    if (!found) luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
+  }
+}
+
 bool opt_boolean(lua_State* L, int idx, bool fallback) {
   if (lua_isnoneornil(L, idx)) return fallback;
   luaL_checktype(L, idx, LUA_TBOOLEAN);

@@ -331,14 +331,7 @@ core::ManagerAddress client_address(const ManagerHandle& m) {
 // BaseManager{address = {host, port}, authkey = key}
 int manager_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  // Unknown options are mistakes (a misspelt "authkey" would read as a missing key).
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-    if (!key || (std::strcmp(key, "address") != 0 && std::strcmp(key, "authkey") != 0))
-      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
-  }
+  check_option_names(L, 1, 1, {"address", "authkey"});
   std::string host = "127.0.0.1";
   bool host_given = false;
   lua_Integer port = 0;

@@ -536,14 +536,7 @@ Callbacks read_callbacks(lua_State* L, int idx, int result_idx, int arg) {
   Callbacks cb;
   if (lua_isnoneornil(L, idx)) return cb;
   luaL_checktype(L, idx, LUA_TTABLE);
-  // Unknown options are mistakes (a misspelt callback would never run).
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-    if (!key || (std::strcmp(key, "callback") != 0 && std::strcmp(key, "error_callback") != 0))
-      luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
-  }
+  check_option_names(L, idx, arg, {"callback", "error_callback"});
   for (const char* key : {"callback", "error_callback"}) {
     int t = lua_getfield(L, idx, key);
     if (t != LUA_TNIL && t != LUA_TFUNCTION && !luaL_getmetafield(L, -1, "__call"))
@@ -1067,17 +1060,7 @@ int make_pool(lua_State* L, bool threads) {
   lua_pushnil(L);  // 2: initializer
   lua_pushnil(L);  // 3: initargs
   if (lua_istable(L, 1)) {
-    // Unknown options are mistakes (a misspelt "processes" would be ignored).
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-      lua_pop(L, 1);
-      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-      bool known = false;
-      for (const char* k : {"processes", "initializer", "initargs", "maxtasksperchild"})
-        known = known || (key && std::strcmp(key, k) == 0);
-      if (!known)
-        luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
-    }
+    check_option_names(L, 1, 1, {"processes", "initializer", "initargs", "maxtasksperchild"});
     if (lua_getfield(L, 1, "processes") != LUA_TNIL) {
       if (!lua_isinteger(L, -1)) luaL_argerror(L, 1, "processes must be an integer");
       workers = lua_tointeger(L, -1);

@@ -239,15 +239,7 @@ int run_target(lua_State* L, const std::string& name) {
 // Process{target=, args=, name=, daemon=}
 int process_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  // Unknown options are mistakes (a misspelt "target" would run nothing).
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-    bool known = false;
-    for (const char* k : {"target", "args", "name", "daemon"}) known = known || (key && std::strcmp(key, k) == 0);
-    if (!known) luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
-  }
+  check_option_names(L, 1, 1, {"target", "args", "name", "daemon"});
   int target = lua_getfield(L, 1, "target");
   if (target != LUA_TNIL && target != LUA_TFUNCTION && !luaL_getmetafield(L, -1, "__call"))
     luaL_argerror(L, 1, "target must be a function");

@@ -233,19 +233,7 @@ void thread_body(core::Thread& self, Payload& payload) {
 int thread_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  // Unknown options are mistakes (a misspelt "target" would run nothing).
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-    static constexpr const char* kKnown[] = {"target", "args", "name", "daemon"};
-    bool known = false;
-    for (const char* k : kKnown) known = known || (key && std::string_view(key) == k);
-    if (!known) {
-      lua_pushvalue(L, -1);
-      return luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, nullptr)));
-    }
-  }
+  pl::check_option_names(L, 1, 1, {"target", "args", "name", "daemon"});
   int target = lua_getfield(L, 1, "target");
   if (target != LUA_TNIL && target != LUA_TFUNCTION) luaL_argerror(L, 1, "'target' must be a function");
   int args = lua_getfield(L, 1, "args");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <exception>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -83,6 +84,11 @@ auto call_core(lua_State* L, const char* op, Body&& body) -> decltype(body()) {
 // finite, non-negative number of seconds. Misuse is an argument error.
 core::Deadline check_deadline(lua_State* L, int idx);
 std::optional<double> check_timeout(lua_State* L, int idx);
+
+// Refuses an option table (at idx) with a key not in `known`, as an argument
+// error on argument `arg`: "unknown option 'name'" (a misspelt option would
+// otherwise be ignored).
+void check_option_names(lua_State* L, int idx, int arg, std::initializer_list<std::string_view> known);
 
 // Reads an optional boolean argument (nil/none gives `fallback`), strictly:
 // only booleans and nil are accepted.
