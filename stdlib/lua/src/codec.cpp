@@ -38,8 +38,8 @@ namespace {
 thread_local bool t_for_another_process = false;
 }  // namespace
 
-EncodingForAnotherProcess::EncodingForAnotherProcess() noexcept : previous_(t_for_another_process) {
-  t_for_another_process = true;
+EncodingForAnotherProcess::EncodingForAnotherProcess(bool active) noexcept : previous_(t_for_another_process) {
+  if (active) t_for_another_process = true;
 }
 EncodingForAnotherProcess::~EncodingForAnotherProcess() { t_for_another_process = previous_; }
 

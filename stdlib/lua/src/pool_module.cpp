@@ -12,7 +12,6 @@
 #include <cstring>
 #include <atomic>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -285,8 +284,7 @@ void service(lua_State* L, int pool_idx, PoolHandle& h) {
   pool_idx = lua_absindex(L, pool_idx);
   if (h.tag == 0) {
     for (std::size_t n = h.pool->kits_wanted(); n > 0; --n) {
-      std::optional<EncodingForAnotherProcess> for_workers;
-      if (!h.threads) for_workers.emplace();
+      EncodingForAnotherProcess for_workers(!h.threads);
       h.pool->add_kit(make_kit(L, pool_idx, nullptr));
     }
   }
@@ -722,8 +720,7 @@ int do_apply_async(lua_State* L, const char* op) {
   int result = push_result(L, 1, false);
   Callbacks cb = read_callbacks(L, 4, result, 4);
   // Worker processes: a value only this process can use is refused here, with its path.
-  std::optional<EncodingForAnotherProcess> for_workers;
-  if (!h.threads) for_workers.emplace();
+  EncodingForAnotherProcess for_workers(!h.threads);
   auto fn = pool_function(L, 1, h, 2);
   bool inline_fn = fn->id == 0;
   int base = lua_gettop(L);
@@ -768,8 +765,7 @@ int do_map_async(lua_State* L, const char* op, TaskMode mode) {
   service(L, 1, h);
   int result = push_result(L, 1, true, n);
   Callbacks cb = read_callbacks(L, 5, result, options_arg);
-  std::optional<EncodingForAnotherProcess> for_workers;
-  if (!h.threads) for_workers.emplace();
+  EncodingForAnotherProcess for_workers(!h.threads);
   auto fn = pool_function(L, 1, h, 2);
   bool inline_fn = fn->id == 0;
   auto chunk_end = [&](lua_Integer first) { return first + size - 1 > n ? n : first + size - 1; };
@@ -836,8 +832,7 @@ int do_imap(lua_State* L, bool ordered) {
   lua_setfield(L, -2, "buffer");
   lua_setiuservalue(L, iter, 1);
   it->ordered = ordered;
-  std::optional<EncodingForAnotherProcess> for_workers;
-  if (!h.threads) for_workers.emplace();
+  EncodingForAnotherProcess for_workers(!h.threads);
   auto fn = pool_function(L, 1, h, 2);
   std::vector<std::string> payloads;
   for (lua_Integer first = 1; first <= n; first += size) {
@@ -845,18 +840,8 @@ int do_imap(lua_State* L, bool ordered) {
     payloads.push_back(encode_items(L, 3, first, last, 2, fn->id == 0));
     it->first_item.push_back(first);
   }
-  bool not_running = false;
-  auto job = call_core(L, op, [&] {
-    try {
-      return h.pool->submit(std::move(fn), TaskMode::map, std::move(payloads), false, h.tag);
-    } catch (const core::PoolNotRunning&) {
-      not_running = true;
-      return std::shared_ptr<PoolJob>();
-    }
-  });
-  if (not_running) raise_error(L, kValueError, std::string(op) + ": Pool not running");
+  it->job = queue_work(L, op, [&] { return h.pool->submit(std::move(fn), TaskMode::map, std::move(payloads), false, h.tag); });
   it->pool = h.pool;
-  it->job = job;
   return 1;
 }
 
@@ -1092,17 +1077,15 @@ int make_pool(lua_State* L, bool threads) {
   set_private(L, pool_idx, "initializer");
   lua_pushvalue(L, 3);
   set_private(L, pool_idx, "initargs");
-  // Worker processes: a value only this process can use is refused here, with its path.
-  std::optional<EncodingForAnotherProcess> for_workers;
-  if (!threads) for_workers.emplace();
-
   bool reusable = false;
   std::vector<std::string> kits;
-  kits.push_back(make_kit(L, pool_idx, &reusable));
-  if (!reusable)
-    for (lua_Integer i = 1; i < workers; ++i) kits.push_back(make_kit(L, pool_idx, nullptr));
-
-  for_workers.reset();
+  {
+    // Worker processes: a value only this process can use is refused here, with its path.
+    EncodingForAnotherProcess for_workers(!threads);
+    kits.push_back(make_kit(L, pool_idx, &reusable));
+    if (!reusable)
+      for (lua_Integer i = 1; i < workers; ++i) kits.push_back(make_kit(L, pool_idx, nullptr));
+  }
   WorkerPool::Options options;
   options.kind = threads ? WorkerPool::Kind::threads : WorkerPool::Kind::processes;
   options.workers = static_cast<std::size_t>(workers);

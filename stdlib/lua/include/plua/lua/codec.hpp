@@ -135,10 +135,11 @@ void remember_object(lua_State* L, int idx, const void* id);
 // messages for another process (a spawn child): an object of a process_local
 // class is refused there with "cannot send a <tname> to another process at
 // <path>" (encode) or left out (encode_globals), instead of failing in the child
-// and leaking the sender's reference.
+// and leaking the sender's reference. Constructed with `active` false it
+// changes nothing (for a destination that may be this process: a ThreadPool).
 class EncodingForAnotherProcess {
  public:
-  EncodingForAnotherProcess() noexcept;
+  explicit EncodingForAnotherProcess(bool active = true) noexcept;
   ~EncodingForAnotherProcess();
   EncodingForAnotherProcess(const EncodingForAnotherProcess&) = delete;
   EncodingForAnotherProcess& operator=(const EncodingForAnotherProcess&) = delete;
