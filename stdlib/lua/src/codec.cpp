@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "plua/core/codec_format.hpp"
+#include "plua/core/shared_arena.hpp"
 #include "plua/lua/modules.hpp"
 #include "plua/lua/weak_table.hpp"
 
@@ -186,6 +187,17 @@ void remember_object(lua_State* L, int idx, const void* id) {
     lua_rawsetp(L, -2, id);
   }
   lua_pop(L, 1);
+}
+
+const void* arena_ref_identity(std::string_view ref) noexcept {
+  core::SharedRefData d;
+  if (ref.size() < sizeof d) return nullptr;
+  std::memcpy(&d, ref.data(), sizeof d);
+  try {
+    return core::shared_arena::resolve(d);
+  } catch (const std::exception&) {
+    return nullptr;  // not a block of this process's arenas
+  }
 }
 
 void discard(std::string_view message) noexcept {

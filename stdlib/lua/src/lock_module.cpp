@@ -537,22 +537,12 @@ const void* box_identity(lua_State* L, int idx) noexcept {
   const auto& body = static_cast<Box<T>*>(lua_touserdata(L, idx))->body();
   return body ? body->state().get() : nullptr;
 }
-const void* ref_identity(std::string_view ref) noexcept {
-  core::SharedRefData d;
-  if (ref.size() < sizeof d) return nullptr;
-  std::memcpy(&d, ref.data(), sizeof d);
-  try {
-    return core::shared_arena::resolve(d);
-  } catch (const std::exception&) {
-    return nullptr;
-  }
-}
 
 template <class T>
 void register_class(const char* tname, void (*write)(lua_State*, int, std::string&),
                     void (*push)(lua_State*, std::string_view), void (*drop)(std::string_view) noexcept) {
   plua::lua::SendableClass cls{"lock", tname, write, push, drop};
-  cls.ref_identity = ref_identity;
+  cls.ref_identity = plua::lua::arena_ref_identity;
   cls.identity = box_identity<T>;
   plua::lua::register_sendable_class(cls);
 }

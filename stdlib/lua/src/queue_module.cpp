@@ -250,15 +250,6 @@ bool read_queue_ref(std::string_view ref, core::SharedRefData& d) {
 const void* queue_identity(lua_State* L, int idx) noexcept {
   return static_cast<QueueHandle*>(lua_touserdata(L, idx))->body().get();
 }
-const void* queue_ref_identity(std::string_view ref) noexcept {
-  core::SharedRefData d;
-  if (!read_queue_ref(ref, d)) return nullptr;
-  try {
-    return core::shared_arena::resolve(d);
-  } catch (const std::exception&) {
-    return nullptr;
-  }
-}
 
 void queue_push_ref(lua_State* L, std::string_view ref) {
   core::SharedRefData d;
@@ -584,7 +575,7 @@ int luaopen_plua_queue(lua_State* L) {
   }
   lua_pop(L, 1);
   SendableClass queues{"queue", kQueueType, queue_write_ref, queue_push_ref, queue_drop_ref};
-  queues.ref_identity = queue_ref_identity;
+  queues.ref_identity = arena_ref_identity;
   queues.identity = queue_identity;
   register_sendable_class(queues);
   SendableClass connections{"queue", kConnectionType, conn_write_ref, conn_push_ref, conn_drop_ref, false, conn_can_cross};

@@ -449,17 +449,7 @@ void array_push(lua_State* L, std::string_view ref, const char* tname) {
   });
   push_array(L, std::move(made.first), std::move(made.second), tname);
 }
-// Identity: the memory's block (its first reference).
-const void* array_ref_identity(std::string_view ref) noexcept {
-  core::SharedRefData a;
-  if (ref.size() != 2 * sizeof a) return nullptr;
-  std::memcpy(&a, ref.data(), sizeof a);
-  try {
-    return core::shared_arena::resolve(a);
-  } catch (const std::exception&) {
-    return nullptr;
-  }
-}
+// Identity: the memory's block (its reference comes first).
 const void* array_identity(lua_State* L, int idx) noexcept {
   const ArrayRefs& b = static_cast<ArrayBox*>(lua_touserdata(L, idx))->body();
   return b.arr ? b.arr->state().get() : nullptr;
@@ -519,7 +509,7 @@ int luaopen_plua_shared(lua_State* L) {
   table.identity = table_identity;
   plua::lua::register_sendable_class(table);
   SendableClass value{"shared", kValue, array_write_ref, value_push_ref, array_drop_ref};
-  value.ref_identity = array_ref_identity;
+  value.ref_identity = plua::lua::arena_ref_identity;
   value.identity = array_identity;
   plua::lua::register_sendable_class(value);
   SendableClass array = value;

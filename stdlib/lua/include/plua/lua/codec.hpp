@@ -206,6 +206,10 @@ const void* shared_ref_identity(std::string_view ref) noexcept {
   return p ? static_cast<std::shared_ptr<T>*>(p)->get() : nullptr;
 }
 
+// For SendableClass::ref_identity of objects in the shared arena: the block a
+// reference that starts with its core::SharedRefData names (nullptr if none).
+const void* arena_ref_identity(std::string_view ref) noexcept;
+
 // For SendableClass::drop_ref: releases a reference written by write_shared_ref.
 template <class T>
 void drop_shared_ref(std::string_view ref) noexcept {
