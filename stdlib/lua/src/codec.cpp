@@ -1157,7 +1157,12 @@ bool is_standard_global(lua_State* L, const FreshGlobals& fresh) {
 
 }  // namespace
 
-std::string encode(lua_State* L, int first, int count, const char* root, lua_Integer index_base) {
+namespace {
+
+// Encodes count values from first; a value that cannot travel is reported at
+// root_of(i) (its place among them) followed by the path inside it.
+template <class RootOf>
+std::string encode_values_at(lua_State* L, int first, int count, RootOf root_of) {
   first = lua_absindex(L, first);
   std::string out;
   // Messages of scalars only (most queue items) need none of the encoder's bookkeeping.
@@ -1175,29 +1180,21 @@ std::string encode(lua_State* L, int first, int count, const char* root, lua_Int
     Encoder enc(L, out);
     enc.header(static_cast<size_t>(count));
     enc.names();  // pushed first: a write that pops its own temporaries must not pop it
-    for (int i = 0; i < count; ++i) {
-      if (!enc.write(first + i, 1)) {
-        std::string path = std::string(root) + index_segment(i + index_base) + enc.path_below();
-        raise_refusal(L, enc, out, path);
-      }
-    }
+    for (int i = 0; i < count; ++i)
+      if (!enc.write(first + i, 1)) raise_refusal(L, enc, out, root_of(i) + enc.path_below());
     enc.finish();
   }
   return out;
 }
 
+}  // namespace
+
+std::string encode(lua_State* L, int first, int count, const char* root, lua_Integer index_base) {
+  return encode_values_at(L, first, count, [&](int i) { return std::string(root) + index_segment(i + index_base); });
+}
+
 std::string encode_at(lua_State* L, int idx, const std::string& path) {
-  idx = lua_absindex(L, idx);
-  std::string out;
-  if (is_scalar(lua_type(L, idx))) return encode(L, idx, 1);
-  {
-    Encoder enc(L, out);
-    enc.header(1);
-    enc.names();  // pushed first: a write that pops its own temporaries must not pop it
-    if (!enc.write(idx, 1)) raise_refusal(L, enc, out, path + enc.path_below());
-    enc.finish();
-  }
-  return out;
+  return encode_values_at(L, idx, 1, [&](int) { return path; });
 }
 
 std::string key_path_segment(lua_State* L, int idx) { return key_segment(L, lua_absindex(L, idx)); }
