@@ -199,26 +199,23 @@ std::size_t FrameConnection::receive_some(char* buf, std::size_t cap, const Dead
   // A reply (or the next request) usually comes within microseconds: poll for
   // it briefly before sleeping, since waking a sleeping thread costs more than
   // the call itself. Yielding lets a peer that shares this CPU run meanwhile.
-  if (spin_skip_ == 0) {
+  if (spin_.may_spin()) {
     auto give_up = Clock::now() + kSpin;
     for (;;) {
       ssize_t r = ::recv(fd_, buf, cap, MSG_DONTWAIT);
       if (r > 0) {
-        spin_backoff_ = 0;
+        spin_.found();
         return static_cast<std::size_t>(r);
       }
       if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
       if (Clock::now() >= give_up) {
-        // A slow peer: sleep at once for the next 2, 4, ... waits, so an idle
+        // A slow peer: sleep at once for the next waits, so an idle
         // connection costs a spin only now and then.
-        spin_backoff_ = std::min<unsigned>(spin_backoff_ * 2 + 1, kMaxSpinSkip);
-        spin_skip_ = spin_backoff_;
+        spin_.came_up_empty();
         break;
       }
       sched_yield();
     }
-  } else {
-    --spin_skip_;
   }
   for (;;) {
     stop.throw_if_requested();

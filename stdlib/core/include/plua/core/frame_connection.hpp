@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "plua/core/cancel.hpp"
+#include "plua/core/spin_wait.hpp"
 
 namespace plua::core {
 
@@ -95,12 +96,10 @@ class FrameConnection {
   std::unique_ptr<char[]> inbox_;
   std::size_t inbox_at_ = 0;
   std::size_t inbox_end_ = 0;
-  // How long a receive polls before sleeping, and how many receives skip that
-  // after a poll came up empty (doubling up to kMaxSpinSkip while it does).
+  // How long a receive polls before sleeping, and which receives skip that
+  // after polls came up empty.
   static constexpr std::chrono::microseconds kSpin{50};
-  static constexpr unsigned kMaxSpinSkip = 63;
-  unsigned spin_skip_ = 0;
-  unsigned spin_backoff_ = 0;
+  SpinBackoff spin_;
 };
 
 }  // namespace plua::core

@@ -38,32 +38,48 @@ bool spin_until(Ready ready, std::chrono::nanoseconds budget) {
   return ready();
 }
 
-// spin_until with a memory of how it went, for one waiting site: a spin that
-// comes up empty (the awaited thread was busy elsewhere, or the CPUs are
-// contended and spinning only takes time from the thread being waited for)
-// makes the next 1, 3, 7, ... up to 63 waits at that site block at once; one
-// that succeeds restores spinning.
+// The memory of one waiting site's spins: a spin that comes up empty (the
+// awaited event was far, or the CPUs are contended and spinning only takes
+// time from what is waited for) makes the next 1, 3, 7, ... up to 63 waits at
+// that site block at once; one that succeeds restores spinning.
+// Thread-safety: one object per waiting thread (or guarded by the caller).
+class SpinBackoff {
+ public:
+  // Whether this wait may spin; false (counting it) while empty spins say block at once.
+  bool may_spin() noexcept {
+    if (skip_ == 0) return true;
+    --skip_;
+    return false;
+  }
+  void found() noexcept { backoff_ = 0; }
+  void came_up_empty() noexcept {
+    backoff_ = backoff_ >= kMaxSkip ? kMaxSkip : backoff_ * 2 + 1;
+    skip_ = backoff_;
+  }
+
+ private:
+  static constexpr unsigned kMaxSkip = 63;
+  unsigned skip_ = 0;
+  unsigned backoff_ = 0;
+};
+
+// spin_until with a SpinBackoff, for one waiting site.
 // Thread-safety: one object per waiting thread (or guarded by the caller).
 class AdaptiveSpin {
  public:
   template <class Ready>
   bool until(Ready ready, std::chrono::nanoseconds budget) {
-    if (skip_ > 0) {
-      --skip_;
-      return ready();
-    }
+    if (!backoff_.may_spin()) return ready();
     if (spin_until(ready, budget)) {
-      backoff_ = 0;
+      backoff_.found();
       return true;
     }
-    backoff_ = backoff_ >= 63 ? 63 : backoff_ * 2 + 1;
-    skip_ = backoff_;
+    backoff_.came_up_empty();
     return false;
   }
 
  private:
-  unsigned skip_ = 0;
-  unsigned backoff_ = 0;
+  SpinBackoff backoff_;
 };
 
 }  // namespace plua::core
