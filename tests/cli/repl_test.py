@@ -63,6 +63,14 @@ class Session:
     def prompt(self):
         return self.expect(r"(^|\n)> ")
 
+    def enter_statement(self, *lines):
+        """Types a statement over several lines: each but the last gets the continuation prompt."""
+        for line in lines[:-1]:
+            self.send(line + "\r")
+            self.expect(r"\n>> ")
+        self.send(lines[-1] + "\r")
+        self.prompt()
+
     def run(self, line):
         """Types a line at the prompt and returns what it printed before the next prompt."""
         self.send(line + "\r")
@@ -136,12 +144,7 @@ class ReplTest(unittest.TestCase):
         self.assertNotIn("table: 0x", self.s.run("{{{}}}"))
 
     def test_multi_line_statements_continue(self):
-        self.s.send("function add(a, b)\r")
-        self.s.expect(r"\n>> ")
-        self.s.send("  return a + b\r")
-        self.s.expect(r"\n>> ")
-        self.s.send("end\r")
-        self.s.prompt()
+        self.s.enter_statement("function add(a, b)", "  return a + b", "end")
         self.assertEqual(self.s.run("add(40, 2)"), "42")
 
     def test_errors_are_reported_and_the_repl_goes_on(self):
@@ -223,12 +226,7 @@ class ReplTest(unittest.TestCase):
         self.assertEqual(second.run("marker_value"), "12345")
 
     def test_a_multi_line_statement_comes_back_whole_in_the_next_session(self):
-        self.s.send("function f()\r")
-        self.s.expect(r"\n>> ")
-        self.s.send("return 41 + 1\r")
-        self.s.expect(r"\n>> ")
-        self.s.send("end\r")
-        self.s.prompt()
+        self.s.enter_statement("function f()", "return 41 + 1", "end")
         self.s.send("\x04")
         self.assertEqual(self.s.wait(), 0)
         with open(self.history) as f:
